@@ -1,0 +1,56 @@
+//! The HTTP API (axum): a thin shell over `ingest` and `store`.
+//!
+//! Only this module knows HTTP. Request and response types are its own
+//! structs, converted by hand from the library's types. Every route except
+//! `/healthz` and `/metrics` needs the bearer token; `docs/openapi.yaml`
+//! describes them all.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::store::Store;
+use auth::TokenHash;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub ingest_token: TokenHash,
+    pub max_body_bytes: u64,
+    pub metrics: Arc<metrics::ApiMetrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, ingest_token: TokenHash, max_body_bytes: u64) -> AppState {
+        let metrics = Arc::new(metrics::ApiMetrics::new(store.metrics()));
+        AppState {
+            store,
+            ingest_token,
+            max_body_bytes,
+            metrics,
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = usize::try_from(state.max_body_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route(
+            "/api/v1/events",
+            post(events::post_events).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/api/v1/events/{id}", get(events::get_event))
+        .route("/api/v1/posts/{post}", get(events::get_post))
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
+}

@@ -1,0 +1,440 @@
+//! The command line (clap): a thin shell over the library, like the API.
+//!
+//! Only this module knows clap. Every command takes `--data-dir` and
+//! `--config`; `verify` and `stats` print JSON with `--json`. Exit codes:
+//! 0 success, 1 the archive failed verification or input was rejected,
+//! 2 any other error.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{self, auth};
+use crate::config::{Config, Overrides};
+use crate::generate::{self, GenerateOptions};
+use crate::ingest;
+use crate::store::keys::{self, KekSource, MasterKey};
+use crate::store::{Store, VerifyReport};
+
+/// holdfast: a self-hosted compliance and e-discovery archive for team chat.
+#[derive(Debug, Parser)]
+#[command(name = "holdfast", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML); HOLDFAST_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (segments, metadata database, keys); default ./holdfast-data.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (ingest and read API, /healthz, /metrics).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8420).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Store events from an NDJSON file, or standard input with `-`.
+    Ingest {
+        /// NDJSON file, one event per line; `-` reads standard input.
+        input: String,
+        /// Lines per group commit.
+        #[arg(long, default_value_t = 10_000)]
+        batch_lines: usize,
+    },
+    /// Print one event by id, as JSON.
+    Get {
+        /// The event id.
+        id: String,
+    },
+    /// Print every event about a post (versions, reactions, files), as NDJSON.
+    Post {
+        /// The post id.
+        post: String,
+    },
+    /// Check every record, the hash chain and the checkpoints; exit 1 on damage.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts of events, posts, channels, key epochs and segments.
+    Stats {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Master key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write a deterministic synthetic chat corpus as NDJSON.
+    Generate {
+        /// Number of events.
+        #[arg(long, default_value_t = 1000)]
+        events: u64,
+        /// Random seed: the same seed gives the same corpus.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file; standard output when absent.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rewrap every data key under a new master key, without rewriting segments.
+    ///
+    /// With --new-key-file, the key in that file becomes the master key;
+    /// point keys.kek_file (or your key source) at it afterwards. Without it,
+    /// when the current key is a file, a new key is generated and replaces
+    /// that file atomically.
+    Rotate {
+        /// File holding the new key (64 hex digits or base64), mode 0600.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+    /// Generate a new random master key into a new file (mode 0600).
+    Generate {
+        /// Where to write it; must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Runs the CLI; the returned code is the process's exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        config_file: cli.global.config.clone(),
+        data_dir: cli.global.data_dir.clone(),
+        listen: match &cli.command {
+            Command::Serve { listen } => listen.clone(),
+            _ => None,
+        },
+    };
+    if let Command::Generate { events, seed, out } = &cli.command {
+        return generate_corpus(*events, *seed, out.as_ref());
+    }
+    if let Command::Keys {
+        command: KeysCommand::Generate { out },
+    } = &cli.command
+    {
+        MasterKey::generate().write_new_file(out)?;
+        eprintln!("wrote a new master key to {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::load(&overrides)?;
+    match cli.command {
+        Command::Serve { .. } => serve(&config).await,
+        Command::Ingest { input, batch_lines } => ingest_file(&config, &input, batch_lines).await,
+        Command::Get { id } => {
+            let store = Store::open_read_only(&config.store_options()).await?;
+            let Some(stored) = store.get_event(&id).await? else {
+                bail!("no event with id {id:?}");
+            };
+            println!("{}", serde_json::to_string_pretty(&stored.event)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Post { post } => {
+            let store = Store::open_read_only(&config.store_options()).await?;
+            let events = store.post_events(&post).await?;
+            if events.is_empty() {
+                bail!("no post with id {post:?}");
+            }
+            let mut stdout = std::io::stdout().lock();
+            for stored in events {
+                writeln!(stdout, "{}", serde_json::to_string(&stored.event)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { json } => verify(&config, json).await,
+        Command::Stats { json } => stats(&config, json).await,
+        Command::Keys {
+            command: KeysCommand::Rotate { new_key_file },
+        } => rotate(&config, new_key_file).await,
+        Command::Generate { .. } | Command::Keys { .. } => unreachable!("handled above"),
+    }
+}
+
+fn generate_corpus(events: u64, seed: u64, out: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let options = GenerateOptions {
+        events,
+        seed,
+        ..GenerateOptions::default()
+    };
+    let summary = match out {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            generate::generate(&options, &mut file)?
+        }
+        None => generate::generate(&options, &mut std::io::stdout().lock())?,
+    };
+    eprintln!(
+        "generated {} events ({} bytes) with seed {seed}",
+        summary.events, summary.bytes
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+    let (store, _recovery) = Store::open(&config.store_options()).await?;
+    let (token, origin) =
+        auth::load_or_create_ingest_token(config).context("cannot set up the ingest token")?;
+    match &origin {
+        auth::TokenOrigin::Environment => {
+            tracing::info!("ingest token from HOLDFAST_INGEST_TOKEN");
+        }
+        auth::TokenOrigin::File(path) => tracing::info!(path, "ingest token from file"),
+        auth::TokenOrigin::Generated(path) => {
+            tracing::warn!(
+                path,
+                "generated a new ingest token (mode 0600); give it to the chat connector"
+            );
+        }
+    }
+    let state = api::AppState::new(
+        store.clone(),
+        auth::TokenHash::of(&token),
+        config.max_body_bytes,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "holdfast is serving");
+    // Tests and scripts read this line to find the port.
+    eprintln!("listening on http://{address}");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn ingest_file(config: &Config, input: &str, batch_lines: usize) -> anyhow::Result<ExitCode> {
+    let reader: Box<dyn BufRead + Send> = if input == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(input).with_context(|| format!("cannot open {input}"))?;
+        Box::new(BufReader::with_capacity(1 << 20, file))
+    };
+    let (store, _recovery) = Store::open(&config.store_options()).await?;
+    let report = ingest::ingest_reader(&store, reader, batch_lines.max(1), |report| {
+        tracing::debug!(
+            accepted = report.accepted,
+            duplicates = report.duplicates,
+            "ingest progress"
+        );
+    })
+    .await;
+    store.close().await;
+    let report = report?;
+    for rejected in report.rejected.iter().take(50) {
+        eprintln!(
+            "rejected line {}{}: {}",
+            rejected.line.unwrap_or(rejected.index + 1),
+            rejected
+                .id
+                .as_ref()
+                .map(|id| format!(" (id {id:?})"))
+                .unwrap_or_default(),
+            rejected.error
+        );
+    }
+    if report.rejected.len() > 50 {
+        eprintln!("... and {} more rejected lines", report.rejected.len() - 50);
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "rejected": report.rejected.len(),
+        })
+    );
+    Ok(if report.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.store_options()).await?;
+    let report = store.verify().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_verify(&report);
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_verify(report: &VerifyReport) {
+    println!(
+        "checked {} segments ({} sealed), {} records, {} events, {} bytes",
+        report.segments, report.sealed_segments, report.records, report.events, report.bytes
+    );
+    println!("head: seq {} hash {}", report.head_seq, report.head_hash);
+    if report.unacknowledged_tail_bytes > 0 {
+        println!(
+            "note: {} bytes past the acknowledged head (in flight, or a torn tail the next start cuts off)",
+            report.unacknowledged_tail_bytes
+        );
+    }
+    if report.ok {
+        println!("OK: every record decrypts and the chain is intact");
+    } else {
+        println!("DAMAGED: {} problem(s)", report.problems.len());
+        for problem in &report.problems {
+            println!("  {problem}");
+        }
+    }
+}
+
+async fn stats(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&config.store_options()).await?;
+    let db_stats = store.db().stats().await?;
+    let segments = store.db().segments().await?;
+    let bytes: i64 = segments.iter().map(|s| s.end_offset).sum();
+    let value = serde_json::json!({
+        "events": db_stats.events,
+        "events_by_kind": db_stats.events_by_kind.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "posts": db_stats.posts,
+        "teams": db_stats.teams,
+        "channels": db_stats.channels,
+        "key_epochs": db_stats.key_epochs,
+        "destroyed_key_epochs": db_stats.destroyed_key_epochs,
+        "first_event_at": db_stats.first_at_us.map(crate::event::format_at),
+        "last_event_at": db_stats.last_at_us.map(crate::event::format_at),
+        "segments": segments.len(),
+        "sealed_segments": segments.iter().filter(|s| s.sealed_at_ms.is_some()).count(),
+        "segment_bytes": bytes,
+        "metadata_backend": store.db().backend().name(),
+        "master_key_fingerprint": store.master_key_fingerprint(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else if let serde_json::Value::Object(map) = value {
+        for (key, value) in map {
+            println!("{key:<24} {value}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let options = config.store_options();
+    let current = options
+        .kek
+        .clone()
+        .unwrap_or_else(|| KekSource::File(config.data_dir.join("master.key")));
+    let (store, _recovery) = Store::open(&options).await?;
+    let result = match (new_key_file, &current) {
+        (Some(path), _) => {
+            let new_key = MasterKey::load(&KekSource::File(path.clone()))?;
+            let n = store.rotate_master_key(&new_key).await?;
+            println!(
+                "rewrapped {n} data keys under key {} from {}; point keys.kek_file at that file now: the old key no longer opens the archive",
+                new_key.fingerprint(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (None, KekSource::File(path)) => {
+            let staged = keys::staged_key_path(path);
+            if staged.exists() {
+                std::fs::remove_file(&staged)
+                    .with_context(|| format!("cannot remove stale {}", staged.display()))?;
+            }
+            let new_key = MasterKey::generate();
+            new_key.write_new_file(&staged)?;
+            let n = store.rotate_master_key(&new_key).await?;
+            std::fs::rename(&staged, path).with_context(|| {
+                format!("cannot move {} over {}", staged.display(), path.display())
+            })?;
+            println!(
+                "rewrapped {n} data keys under a new key {} written to {}",
+                new_key.fingerprint(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (None, source) => Err(anyhow::anyhow!(
+            "the master key comes from {source}; generate a new key (holdfast keys generate --out FILE) and pass it with --new-key-file"
+        )),
+    };
+    store.close().await;
+    result
+}

@@ -1,0 +1,417 @@
+//! Configuration: defaults, then a TOML file, then `HOLDFAST_*` environment
+//! variables, then command-line flags. Unknown keys and unknown `HOLDFAST_*`
+//! variables are errors that name them. With no configuration at all,
+//! holdfast runs on embedded defaults (data in `./holdfast-data`, SQLite
+//! inside it, a generated master key, listening on 127.0.0.1:8420).
+//!
+//! Secrets (the ingest token) are held as `SecretString` and never printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::store::keys::KekSource;
+use crate::store::{Durability, StoreOptions, default_database_url};
+
+pub const DEFAULT_DATA_DIR: &str = "holdfast-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Errors reading the configuration. Each names the file, key or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {problem}")]
+    Env { var: String, problem: String },
+    #[error("config key {key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+/// The configuration file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub keys: KeysSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub durability: Option<Durability>,
+    pub segment_max_bytes: Option<u64>,
+    pub max_group_events: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    pub kek_file: Option<PathBuf>,
+    pub kek_env: Option<String>,
+    pub kek_command: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub token_file: Option<PathBuf>,
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub durability: Durability,
+    pub segment_max_bytes: u64,
+    pub max_group_events: usize,
+    pub kek: Option<KekSource>,
+    /// The ingest token given by `HOLDFAST_INGEST_TOKEN`.
+    pub ingest_token: Option<SecretString>,
+    /// A file holding the ingest token (default: `<data_dir>/ingest.token`).
+    pub ingest_token_file: Option<PathBuf>,
+    pub max_body_bytes: u64,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// `HOLDFAST_*` variables that configure holdfast (besides the one `kek_env` names).
+pub const ENV_VARS: [&str; 12] = [
+    "HOLDFAST_CONFIG",
+    "HOLDFAST_DATA_DIR",
+    "HOLDFAST_LISTEN",
+    "HOLDFAST_DATABASE_URL",
+    "HOLDFAST_DURABILITY",
+    "HOLDFAST_SEGMENT_MAX_BYTES",
+    "HOLDFAST_KEK_FILE",
+    "HOLDFAST_KEK_ENV",
+    "HOLDFAST_KEK_COMMAND",
+    "HOLDFAST_INGEST_TOKEN",
+    "HOLDFAST_MAX_BODY_BYTES",
+    "HOLDFAST_LOG",
+];
+
+impl Config {
+    /// Loads from the process environment.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(key, value)| {
+                let key = key.into_string().ok()?;
+                key.starts_with("HOLDFAST_")
+                    .then(|| (key, value.to_string_lossy().into_owned()))
+            })
+            .collect();
+        Config::load_from(overrides, &env)
+    }
+
+    /// Loads with an explicit environment (for tests).
+    pub fn load_from(
+        overrides: &Overrides,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let config_path = overrides
+            .config_file
+            .clone()
+            .or_else(|| get("HOLDFAST_CONFIG").map(PathBuf::from));
+        let file = match &config_path {
+            Some(path) => parse_file(path)?,
+            None => ConfigFile::default(),
+        };
+
+        let kek_env_name = get("HOLDFAST_KEK_ENV").or_else(|| file.keys.kek_env.clone());
+        for (key, _) in env {
+            if !ENV_VARS.contains(&key.as_str()) && Some(key) != kek_env_name.as_ref() {
+                return Err(ConfigError::Env {
+                    var: key.clone(),
+                    problem: format!(
+                        "unknown holdfast variable; known ones are {}",
+                        ENV_VARS.join(", ")
+                    ),
+                });
+            }
+        }
+
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| get("HOLDFAST_DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or_else(|| get("HOLDFAST_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            key: "listen".to_owned(),
+            problem: format!("{listen_text:?} is not an address like 127.0.0.1:8420"),
+        })?;
+        let database_url = get("HOLDFAST_DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| default_database_url(&data_dir));
+        let durability = match get("HOLDFAST_DURABILITY") {
+            Some(value) => match value.as_str() {
+                "batch" => Durability::Batch,
+                "every" => Durability::Every,
+                other => {
+                    return Err(ConfigError::Env {
+                        var: "HOLDFAST_DURABILITY".to_owned(),
+                        problem: format!("{other:?} is not one of batch, every"),
+                    });
+                }
+            },
+            None => file.store.durability.unwrap_or_default(),
+        };
+        let segment_max_bytes = env_number(&get, "HOLDFAST_SEGMENT_MAX_BYTES")?
+            .or(file.store.segment_max_bytes)
+            .unwrap_or(256 * 1024 * 1024);
+        if segment_max_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "store.segment_max_bytes".to_owned(),
+                problem: format!("{segment_max_bytes} is below the minimum of 1048576"),
+            });
+        }
+        let max_group_events = file.store.max_group_events.unwrap_or(20_000);
+        if max_group_events == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.max_group_events".to_owned(),
+                problem: "must be at least 1".to_owned(),
+            });
+        }
+
+        let kek_file = get("HOLDFAST_KEK_FILE")
+            .map(PathBuf::from)
+            .or(file.keys.kek_file);
+        let kek_command = get("HOLDFAST_KEK_COMMAND").or(file.keys.kek_command);
+        let kek = match (kek_file, kek_env_name, kek_command) {
+            (None, None, None) => None,
+            (Some(path), None, None) => Some(KekSource::File(path)),
+            (None, Some(var), None) => Some(KekSource::Env(var)),
+            (None, None, Some(command)) => Some(KekSource::Command(command)),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "keys".to_owned(),
+                    problem: "set only one of kek_file, kek_env, kek_command".to_owned(),
+                });
+            }
+        };
+
+        let max_body_bytes = env_number(&get, "HOLDFAST_MAX_BODY_BYTES")?
+            .or(file.ingest.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_body_bytes".to_owned(),
+                problem: "must be at least 1".to_owned(),
+            });
+        }
+        let ingest_token = get("HOLDFAST_INGEST_TOKEN").map(SecretString::from);
+        if let Some(token) = &ingest_token
+            && secrecy::ExposeSecret::expose_secret(token).trim().len() < 16
+        {
+            return Err(ConfigError::Env {
+                var: "HOLDFAST_INGEST_TOKEN".to_owned(),
+                problem: "a token must be at least 16 characters".to_owned(),
+            });
+        }
+
+        Ok(Config {
+            data_dir,
+            listen,
+            database_url,
+            durability,
+            segment_max_bytes,
+            max_group_events,
+            kek,
+            ingest_token,
+            ingest_token_file: file.ingest.token_file,
+            max_body_bytes,
+        })
+    }
+
+    /// What the store needs from this configuration.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            kek: self.kek.clone(),
+            durability: self.durability,
+            segment_max_bytes: self.segment_max_bytes,
+            max_group_events: self.max_group_events,
+        }
+    }
+}
+
+fn parse_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        path: path.display().to_string(),
+        message: error.to_string().trim_end().to_owned(),
+    })
+}
+
+fn env_number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+) -> Result<Option<T>, ConfigError> {
+    get(var)
+        .map(|value| {
+            value.trim().parse().map_err(|_| ConfigError::Env {
+                var: var.to_owned(),
+                problem: format!("{value:?} is not a whole number"),
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn write_config(text: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("holdfast.toml");
+        std::fs::write(&path, text).expect("write");
+        (
+            dir,
+            Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            },
+        )
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = Config::load_from(&Overrides::default(), &[]).expect("defaults");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.database_url, "sqlite:holdfast-data/holdfast.db");
+        assert_eq!(config.durability, Durability::Batch);
+        assert!(config.kek.is_none());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let (_dir, mut overrides) = write_config(
+            "data_dir = \"/from/file\"\nlisten = \"127.0.0.1:1\"\n[store]\ndurability = \"every\"\n",
+        );
+        let config = Config::load_from(&overrides, &[]).expect("file");
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.durability, Durability::Every);
+        let environment = env(&[
+            ("HOLDFAST_DATA_DIR", "/from/env"),
+            ("HOLDFAST_DURABILITY", "batch"),
+        ]);
+        let config = Config::load_from(&overrides, &environment).expect("env");
+        assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(config.durability, Durability::Batch);
+        overrides.data_dir = Some(PathBuf::from("/from/flag"));
+        let config = Config::load_from(&overrides, &environment).expect("flag");
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_typo_in_the_file_names_the_key_and_line() {
+        let (_dir, overrides) = write_config("data_dir = \"x\"\n[store]\ndurabilty = \"every\"\n");
+        let message = Config::load_from(&overrides, &[])
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            message.contains("durabilty") && message.contains("line 3"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let (_dir, overrides) = write_config("[store]\ndurability = \"sometimes\"\n");
+        let message = Config::load_from(&overrides, &[])
+            .expect_err("bad")
+            .to_string();
+        assert!(message.contains("sometimes"), "{message}");
+        let message = Config::load_from(
+            &Overrides::default(),
+            &env(&[("HOLDFAST_LISTEN", "nowhere")]),
+        )
+        .expect_err("bad listen")
+        .to_string();
+        assert!(
+            message.contains("listen") && message.contains("nowhere"),
+            "{message}"
+        );
+        let message =
+            Config::load_from(&Overrides::default(), &env(&[("HOLDFAST_DATA_DIRR", "x")]))
+                .expect_err("unknown var")
+                .to_string();
+        assert!(message.contains("HOLDFAST_DATA_DIRR"), "{message}");
+        let message = Config::load_from(
+            &Overrides::default(),
+            &env(&[("HOLDFAST_MAX_BODY_BYTES", "lots")]),
+        )
+        .expect_err("not a number")
+        .to_string();
+        assert!(message.contains("HOLDFAST_MAX_BODY_BYTES"), "{message}");
+        let (_dir, overrides) =
+            write_config("[keys]\nkek_file = \"/a\"\nkek_command = \"cat /a\"\n");
+        let message = Config::load_from(&overrides, &[])
+            .expect_err("two sources")
+            .to_string();
+        assert!(message.contains("only one"), "{message}");
+        let missing = Overrides {
+            config_file: Some(PathBuf::from("/nonexistent/holdfast.toml")),
+            ..Overrides::default()
+        };
+        let message = Config::load_from(&missing, &[])
+            .expect_err("missing")
+            .to_string();
+        assert!(message.contains("/nonexistent/holdfast.toml"), "{message}");
+    }
+
+    #[test]
+    fn the_variable_named_by_kek_env_is_allowed() {
+        let environment = env(&[("HOLDFAST_KEK_ENV", "HOLDFAST_KEK"), ("HOLDFAST_KEK", "xx")]);
+        let config = Config::load_from(&Overrides::default(), &environment).expect("allowed");
+        assert_eq!(config.kek, Some(KekSource::Env("HOLDFAST_KEK".to_owned())));
+    }
+}

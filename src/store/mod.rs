@@ -1,0 +1,617 @@
+//! The append-only encrypted event store.
+//!
+//! Events are encrypted one per record with AES-256-GCM under the data key
+//! of their key epoch (team × channel × UTC day), appended to segment files,
+//! linked by a SHA-256 hash chain, and acknowledged only once durable (group
+//! commit: one `fdatasync` for every batch the writer task takes in). The
+//! metadata database maps event ids to records and holds the wrapped data
+//! keys and the segment checkpoints; the head it records is the boundary of
+//! what was acknowledged.
+//!
+//! Invariants:
+//! - The store has no update and no delete. Records are only appended; a
+//!   torn tail past the acknowledged head is the only thing ever truncated.
+//! - Data keys are committed (durably) before any record uses them.
+//! - One writer per data directory (a lock file names the holder).
+//! - Nothing here logs or returns message text, data keys or the master key.
+
+pub mod format;
+pub mod keys;
+pub mod lock;
+pub mod segment;
+pub mod verify;
+mod writer;
+
+use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, Payload};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{Db, DbError, EventRow};
+use crate::event::Event;
+use keys::{EpochLabel, KekSource, KeyError, MasterKey};
+use lock::DataDirLock;
+
+pub use verify::{VerifyProblem, VerifyReport};
+
+/// How appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// One fsync per group of batches (group commit). The default.
+    #[default]
+    Batch,
+    /// One fsync per event: slower, for the paranoid.
+    Every,
+}
+
+/// What the store needs to open.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `None`: the file `master.key` in the data directory, created with a new
+    /// archive (and never for an existing one).
+    pub kek: Option<KekSource>,
+    pub durability: Durability,
+    /// A segment is sealed when the next record would take it past this size.
+    pub segment_max_bytes: u64,
+    /// At most this many events go into one group commit.
+    pub max_group_events: usize,
+}
+
+impl StoreOptions {
+    /// Defaults for a data directory: SQLite inside it, a generated key.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> StoreOptions {
+        let data_dir = data_dir.into();
+        StoreOptions {
+            database_url: default_database_url(&data_dir),
+            data_dir,
+            kek: None,
+            durability: Durability::Batch,
+            segment_max_bytes: 256 * 1024 * 1024,
+            max_group_events: 20_000,
+        }
+    }
+
+    fn kek_source(&self) -> KekSource {
+        self.kek
+            .clone()
+            .unwrap_or_else(|| KekSource::File(self.data_dir.join("master.key")))
+    }
+}
+
+/// The embedded default: `sqlite:<data_dir>/holdfast.db`.
+pub fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite:{}", data_dir.join("holdfast.db").display())
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {data_dir} is in use by another writer: {holder}")]
+    Locked { data_dir: String, holder: String },
+    #[error("no archive at {data_dir}: run `holdfast serve` or `holdfast ingest` to create one")]
+    NoArchive { data_dir: String },
+    #[error(
+        "the metadata database has no archive but segment files exist in {segments_dir}: is database_url pointing at the wrong database?"
+    )]
+    OrphanSegments { segments_dir: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Acknowledged data is missing or altered: the store refuses to write
+    /// on top of it. `holdfast verify` says more.
+    #[error("segment {segment_no} is damaged at offset {offset}: {what}")]
+    Damaged {
+        segment_no: u64,
+        offset: u64,
+        what: String,
+    },
+    /// An event record that cannot be read back.
+    #[error("event {event_id} (segment {segment_no}, offset {offset}) cannot be read: {what}")]
+    Unreadable {
+        event_id: String,
+        segment_no: u64,
+        offset: u64,
+        what: String,
+    },
+    #[error("the store is not accepting writes: {0}")]
+    WriteFailed(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// What became of one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendStatus {
+    /// Newly stored, durable, with its sequence number.
+    Stored { seq: u64 },
+    /// The same id was stored before (or earlier in the same batch).
+    Duplicate,
+}
+
+/// An event read back from the store, with where it lives.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub segment_no: u64,
+    pub offset: u64,
+    pub event: Event,
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    pub events_stored: Counter,
+    pub duplicates: Counter,
+    pub fsyncs: Counter,
+    pub bytes_written: Counter,
+    pub group_commits: Counter,
+    pub group_commit_events: Histogram,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            events_stored: Counter::default(),
+            duplicates: Counter::default(),
+            fsyncs: Counter::default(),
+            bytes_written: Counter::default(),
+            group_commits: Counter::default(),
+            group_commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+        }
+    }
+}
+
+/// What opening the store had to repair.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryReport {
+    /// Records found durable past the recorded head and indexed again.
+    pub recovered_records: u64,
+    /// A torn tail that was cut off: (segment, offset, bytes).
+    pub truncated: Option<(u64, u64, u64)>,
+}
+
+struct Shared {
+    data_dir: PathBuf,
+    segments_dir: PathBuf,
+    db: Db,
+    master_key: MasterKey,
+    /// Unwrapped data keys by epoch id. Never printed; dropped with the store.
+    ciphers: Mutex<HashMap<i64, Arc<Aes256Gcm>>>,
+    metrics: StoreMetrics,
+}
+
+const MAX_CACHED_CIPHERS: usize = 50_000;
+
+impl Shared {
+    async fn cipher(&self, epoch_id: i64) -> Result<Arc<Aes256Gcm>, StoreError> {
+        if let Some(cipher) = self.ciphers_lock().get(&epoch_id) {
+            return Ok(Arc::clone(cipher));
+        }
+        let epoch = self
+            .db
+            .get_epoch(epoch_id)
+            .await?
+            .ok_or(KeyError::UnwrapFailed { epoch_id })?;
+        let wrapped = epoch
+            .wrapped_key
+            .as_deref()
+            .ok_or(KeyError::UnwrapFailed { epoch_id })?;
+        let label = EpochLabel {
+            team: &epoch.team,
+            channel: &epoch.channel,
+            day: &epoch.day,
+        };
+        let cipher = Arc::new(self.master_key.unwrap(wrapped, &label, epoch_id)?.cipher());
+        let mut ciphers = self.ciphers_lock();
+        if ciphers.len() >= MAX_CACHED_CIPHERS {
+            ciphers.clear();
+        }
+        ciphers.insert(epoch_id, Arc::clone(&cipher));
+        Ok(cipher)
+    }
+
+    fn ciphers_lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<Aes256Gcm>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.ciphers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decrypts an event record's payload.
+    fn decrypt(
+        cipher: &Aes256Gcm,
+        segment_no: u64,
+        offset: u64,
+        header: &format::RecordHeader,
+        payload: &[u8],
+    ) -> Result<Event, String> {
+        let ad = format::associated_data(segment_no, offset, header.seq, header.epoch_id);
+        let plaintext = zeroize::Zeroizing::new(
+            cipher
+                .decrypt(
+                    aes_gcm::Nonce::from_slice(&header.nonce),
+                    Payload {
+                        msg: payload,
+                        aad: &ad,
+                    },
+                )
+                .map_err(|_| {
+                    "decryption failed: the record was altered, moved, or its key is wrong"
+                        .to_owned()
+                })?,
+        );
+        Event::from_json_bytes(&plaintext)
+            .map_err(|_| "the decrypted record is not a valid event".to_owned())
+    }
+
+    async fn read_event(&self, row: &EventRow) -> Result<StoredEvent, StoreError> {
+        let segment_no = row.segment_no as u64;
+        let offset = row.record_offset as u64;
+        let unreadable = |what: String| StoreError::Unreadable {
+            event_id: row.event_id.clone(),
+            segment_no,
+            offset,
+            what,
+        };
+        let path = segment::segment_path(&self.segments_dir, segment_no);
+        let len = row.record_len as u64;
+        let record = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|error| error.to_string())?;
+            segment::read_record_at(&file, offset, len)
+        })
+        .await
+        .map_err(|error| unreadable(error.to_string()))?
+        .map_err(unreadable)?;
+        if record.header.seq != row.seq as u64 || record.header.epoch_id != row.epoch_id as u64 {
+            return Err(unreadable(
+                "the record's sequence number or epoch differs from the metadata".to_owned(),
+            ));
+        }
+        let cipher = self.cipher(row.epoch_id).await?;
+        let event = Shared::decrypt(&cipher, segment_no, offset, &record.header, &record.payload)
+            .map_err(unreadable)?;
+        if event.id != row.event_id {
+            return Err(unreadable(
+                "the record holds a different event than the metadata says".to_owned(),
+            ));
+        }
+        Ok(StoredEvent {
+            seq: record.header.seq,
+            segment_no,
+            offset,
+            event,
+        })
+    }
+}
+
+struct WriteRequest {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
+}
+
+/// The archive's event store. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    writer: Option<mpsc::Sender<WriteRequest>>,
+    writer_task: Option<Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>>,
+    _lock: Option<Arc<DataDirLock>>,
+}
+
+impl Store {
+    /// Opens the data directory for writing (creating a new archive when it
+    /// is empty): takes the writer lock, checks the master key, recovers from
+    /// a crash (truncating a torn tail past the acknowledged head), and starts
+    /// the writer task.
+    pub async fn open(options: &StoreOptions) -> Result<(Store, RecoveryReport), StoreError> {
+        create_private_dir(&options.data_dir)?;
+        let segments_dir = options.data_dir.join("segments");
+        create_private_dir(&segments_dir)?;
+        let lock = DataDirLock::acquire(&options.data_dir)?;
+        let db = Db::connect(&options.database_url).await?;
+        let master_key = match db.get_meta("archive_id").await? {
+            Some(_) => load_and_check_key(&db, &options.kek_source()).await?,
+            None => initialise_archive(&db, options, &segments_dir).await?,
+        };
+        let shared = Arc::new(Shared {
+            data_dir: options.data_dir.clone(),
+            segments_dir,
+            db,
+            master_key,
+            ciphers: Mutex::new(HashMap::new()),
+            metrics: StoreMetrics::default(),
+        });
+        let (state, report) = writer::recover(&shared).await?;
+        if report.recovered_records > 0 || report.truncated.is_some() {
+            tracing::warn!(
+                recovered_records = report.recovered_records,
+                truncated = ?report.truncated,
+                "recovered the store after an unclean stop"
+            );
+        }
+        let (sender, receiver) = mpsc::channel(1024);
+        let task = tokio::spawn(writer::run(
+            Arc::clone(&shared),
+            state,
+            receiver,
+            writer::WriterOptions::from(options),
+        ));
+        Ok((
+            Store {
+                shared,
+                writer: Some(sender),
+                writer_task: Some(Arc::new(tokio::sync::Mutex::new(Some(task)))),
+                _lock: Some(Arc::new(lock)),
+            },
+            report,
+        ))
+    }
+
+    /// Opens an existing archive for reading only: no lock, no recovery, no
+    /// writes. For `get`, `stats` and `verify` beside a running server.
+    pub async fn open_read_only(options: &StoreOptions) -> Result<Store, StoreError> {
+        let no_archive = || StoreError::NoArchive {
+            data_dir: options.data_dir.display().to_string(),
+        };
+        if !options.data_dir.is_dir() {
+            return Err(no_archive());
+        }
+        if let Some(path) = options
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| options.database_url.strip_prefix("sqlite:"))
+            && !Path::new(path.split('?').next().unwrap_or(path)).exists()
+        {
+            return Err(no_archive());
+        }
+        let db = Db::connect(&options.database_url).await?;
+        if db.get_meta("archive_id").await?.is_none() {
+            return Err(no_archive());
+        }
+        let master_key = load_and_check_key(&db, &options.kek_source()).await?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                data_dir: options.data_dir.clone(),
+                segments_dir: options.data_dir.join("segments"),
+                db,
+                master_key,
+                ciphers: Mutex::new(HashMap::new()),
+                metrics: StoreMetrics::default(),
+            }),
+            writer: None,
+            writer_task: None,
+            _lock: None,
+        })
+    }
+
+    /// Appends events; returns once every stored one is durable. Each status
+    /// matches the event at the same position.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, StoreError> {
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StoreError::WriteFailed("the store was opened read-only".to_owned()))?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, response) = oneshot::channel();
+        writer
+            .send(WriteRequest { events, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        response.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Reads one event by id.
+    pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        match self.shared.db.event_by_id(event_id).await? {
+            Some(row) => Ok(Some(self.shared.read_event(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every event about one post (creation, edits, deletes, reactions,
+    /// files), in store order.
+    pub async fn post_events(&self, post_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self.shared.db.events_of_post(post_id).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events.push(self.shared.read_event(row).await?);
+        }
+        Ok(events)
+    }
+
+    /// Checks every record, the chain, the checkpoints and the metadata.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        verify::verify(&self.shared, self.writer.is_some()).await
+    }
+
+    /// Rewraps every data key under `new_key` in one transaction, without
+    /// touching a segment. Afterwards only `new_key` opens the archive.
+    pub async fn rotate_master_key(&self, new_key: &MasterKey) -> Result<u64, StoreError> {
+        if self.writer.is_none() {
+            return Err(StoreError::WriteFailed(
+                "key rotation needs the writer lock".to_owned(),
+            ));
+        }
+        let epochs = self.shared.db.all_epochs().await?;
+        let mut rewrapped = Vec::with_capacity(epochs.len());
+        for epoch in &epochs {
+            let Some(wrapped) = &epoch.wrapped_key else {
+                continue; // destroyed by retention: nothing to rewrap
+            };
+            let label = EpochLabel {
+                team: &epoch.team,
+                channel: &epoch.channel,
+                day: &epoch.day,
+            };
+            let data_key = self
+                .shared
+                .master_key
+                .unwrap(wrapped, &label, epoch.epoch_id)?;
+            rewrapped.push((epoch.epoch_id, new_key.wrap(&data_key, &label)));
+        }
+        let check = new_key.check_value();
+        self.shared
+            .db
+            .rewrap_epochs(
+                &rewrapped,
+                new_key.fingerprint(),
+                &[
+                    ("kek_check", check.as_str()),
+                    ("kek_fingerprint", new_key.fingerprint()),
+                ],
+            )
+            .await?;
+        tracing::info!(
+            n_epochs = rewrapped.len(),
+            new_fingerprint = new_key.fingerprint(),
+            "master key rotated"
+        );
+        Ok(rewrapped.len() as u64)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.shared.db
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
+    pub fn master_key_fingerprint(&self) -> &str {
+        self.shared.master_key.fingerprint()
+    }
+
+    /// Stops the writer after the requests already sent, then closes the database.
+    pub async fn close(mut self) {
+        self.writer = None;
+        if let Some(task) = self.writer_task.take()
+            && let Some(handle) = task.lock().await.take()
+        {
+            // Other clones may still hold senders; the writer ends when all are gone.
+            if Arc::strong_count(&task) == 1 {
+                let _ = handle.await;
+            }
+        }
+        if Arc::strong_count(&self.shared) == 1 {
+            self.shared.db.close().await;
+        }
+    }
+}
+
+/// Loads the configured master key and checks that it opens this archive.
+async fn load_and_check_key(db: &Db, source: &KekSource) -> Result<MasterKey, StoreError> {
+    let key = MasterKey::load(source)?;
+    let check = db.get_meta("kek_check").await?.unwrap_or_default();
+    let fingerprint = db.get_meta("kek_fingerprint").await?.unwrap_or_default();
+    let Err(wrong_key) = key.verify_check(&check, &fingerprint) else {
+        return Ok(key);
+    };
+    // A rotation that committed but crashed before replacing the key file.
+    if let KekSource::File(path) = source {
+        let staged = keys::staged_key_path(path);
+        if let Ok(staged_key) = MasterKey::load(&KekSource::File(staged.clone()))
+            && staged_key.verify_check(&check, &fingerprint).is_ok()
+        {
+            std::fs::rename(&staged, path).map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            tracing::warn!(path = %path.display(), "finished an interrupted key rotation");
+            return Ok(staged_key);
+        }
+    }
+    Err(wrong_key.into())
+}
+
+/// Sets up a new archive: refuses when segments already exist (the database
+/// would be the wrong one), loads or generates the master key.
+async fn initialise_archive(
+    db: &Db,
+    options: &StoreOptions,
+    segments_dir: &Path,
+) -> Result<MasterKey, StoreError> {
+    let has_segments = std::fs::read_dir(segments_dir)
+        .map_err(|source| StoreError::Io {
+            path: segments_dir.display().to_string(),
+            source,
+        })?
+        .next()
+        .is_some();
+    if has_segments {
+        return Err(StoreError::OrphanSegments {
+            segments_dir: segments_dir.display().to_string(),
+        });
+    }
+    let key = match &options.kek {
+        Some(source) => MasterKey::load(source)?,
+        None => {
+            let path = options.data_dir.join("master.key");
+            if path.exists() {
+                MasterKey::load(&KekSource::File(path))?
+            } else {
+                let key = MasterKey::generate();
+                key.write_new_file(&path)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a new master key inside the data directory; move it to separate storage and set keys.kek_file"
+                );
+                key
+            }
+        }
+    };
+    let archive_id = hex::encode(rand::random::<[u8; 16]>());
+    db.set_meta("kek_check", &key.check_value()).await?;
+    db.set_meta("kek_fingerprint", key.fingerprint()).await?;
+    db.set_meta("format_version", &format::FORMAT_VERSION.to_string())
+        .await?;
+    db.set_meta(
+        "created_at",
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+    .await?;
+    // Written last: an archive exists once its key check does.
+    db.set_meta("archive_id", &archive_id).await?;
+    tracing::info!(
+        archive_id,
+        fingerprint = key.fingerprint(),
+        "created a new archive"
+    );
+    Ok(key)
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    let io_error = |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io_error)
+}

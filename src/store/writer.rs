@@ -1,0 +1,856 @@
+//! The single writer task: group commit of appends, and crash recovery.
+//!
+//! The writer takes every request waiting in its channel (up to a limit),
+//! drops duplicates, makes sure each event's key epoch exists durably,
+//! encrypts and appends the records on a blocking thread, syncs once, records
+//! the batch's locations and the new head in the metadata database, and only
+//! then answers. Whatever reached the disk but not the database is found by
+//! [`recover`] on the next start (or after a failed write) and indexed; a torn
+//! tail past the acknowledged head is cut off.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, Payload};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::format::{
+    self, HASH_LEN, Hash, NONCE_LEN, RECORD_HEADER_LEN, RecordHeader, RecordType, SEAL_PAYLOAD_LEN,
+    SEGMENT_HEADER_LEN, SegmentHeader,
+};
+use super::keys::{DataKey, EpochLabel};
+use super::segment::{self, RecordReader};
+use super::{
+    AppendStatus, Durability, RecoveryReport, Shared, StoreError, StoreOptions, WriteRequest,
+};
+use crate::db::{EventRow, NewEpoch, SegmentRow};
+use crate::event::Event;
+
+const TAG_LEN: usize = 16;
+const SEAL_RECORD_LEN: u64 = (RECORD_HEADER_LEN + SEAL_PAYLOAD_LEN + HASH_LEN) as u64;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WriterOptions {
+    durability: Durability,
+    segment_max_bytes: u64,
+    max_group_events: usize,
+}
+
+impl From<&StoreOptions> for WriterOptions {
+    fn from(options: &StoreOptions) -> Self {
+        WriterOptions {
+            durability: options.durability,
+            segment_max_bytes: options
+                .segment_max_bytes
+                .max(SEGMENT_HEADER_LEN as u64 + 4096),
+            max_group_events: options.max_group_events.max(1),
+        }
+    }
+}
+
+/// The segment being appended to.
+pub(super) struct ActiveSegment {
+    segment_no: u64,
+    file: File,
+    created_at_ms: i64,
+    first_seq: u64,
+    n_records: u64,
+    end_offset: u64,
+    last_hash: Hash,
+    /// SHA-256 of the file's bytes so far, for the seal checkpoint.
+    file_hasher: Sha256,
+}
+
+pub(super) struct WriterState {
+    active: ActiveSegment,
+    last_seq: u64,
+}
+
+impl WriterState {
+    fn segment_row(&self, sealed: Option<(i64, Vec<u8>)>) -> SegmentRow {
+        let (sealed_at_ms, file_sha256) = match sealed {
+            Some((at, sha)) => (Some(at), Some(sha)),
+            None => (None, None),
+        };
+        SegmentRow {
+            segment_no: self.active.segment_no as i64,
+            created_at_ms: self.active.created_at_ms,
+            sealed_at_ms,
+            first_seq: self.active.first_seq as i64,
+            n_records: self.active.n_records as i64,
+            end_offset: self.active.end_offset as i64,
+            last_seq: self.last_seq as i64,
+            last_hash: self.active.last_hash.to_vec(),
+            file_sha256,
+        }
+    }
+
+    /// Starts a new segment after `self`'s (sealed) one.
+    fn start_segment(&mut self, segments_dir: &Path) -> std::io::Result<()> {
+        let segment_no = self.active.segment_no + 1;
+        self.active = new_segment(
+            segments_dir,
+            segment_no,
+            self.active.last_hash,
+            self.last_seq,
+        )?;
+        Ok(())
+    }
+
+    /// Appends the seal record and syncs; returns the sealed checkpoint.
+    fn seal(&mut self) -> std::io::Result<SegmentRow> {
+        let sealed_at_ms = chrono::Utc::now().timestamp_millis();
+        let payload = format::encode_seal(self.active.n_records, sealed_at_ms);
+        let header = RecordHeader {
+            record_type: RecordType::Seal,
+            seq: 0,
+            epoch_id: 0,
+            nonce: [0; NONCE_LEN],
+            payload_len: SEAL_PAYLOAD_LEN as u32,
+        }
+        .encode();
+        let chain = format::chain_hash(&self.active.last_hash, &header, &payload);
+        let bytes = [header.as_slice(), &payload, &chain].concat();
+        self.active
+            .file
+            .write_all_at(&bytes, self.active.end_offset)?;
+        self.active.file.sync_data()?;
+        self.active.file_hasher.update(&bytes);
+        self.active.end_offset += bytes.len() as u64;
+        self.active.last_hash = chain;
+        let sha = self.active.file_hasher.clone().finalize().to_vec();
+        Ok(self.segment_row(Some((sealed_at_ms, sha))))
+    }
+}
+
+fn new_segment(
+    segments_dir: &Path,
+    segment_no: u64,
+    prev_hash: Hash,
+    last_seq: u64,
+) -> std::io::Result<ActiveSegment> {
+    let header = SegmentHeader {
+        segment_no,
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        prev_hash,
+    };
+    let (file, header_bytes) = segment::create_segment(segments_dir, &header)?;
+    let mut file_hasher = Sha256::new();
+    file_hasher.update(header_bytes);
+    Ok(ActiveSegment {
+        segment_no,
+        file,
+        created_at_ms: header.created_at_ms,
+        first_seq: last_seq + 1,
+        n_records: 0,
+        end_offset: SEGMENT_HEADER_LEN as u64,
+        last_hash: format::chain_start(&header_bytes),
+        file_hasher,
+    })
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+// ---------------------------------------------------------------- recovery
+
+/// A record found durable past the recorded head.
+struct Found {
+    segment_no: u64,
+    record: segment::ScannedRecord,
+}
+
+struct ScanOutcome {
+    state: WriterState,
+    found: Vec<Found>,
+    sealed: Vec<SegmentRow>,
+    truncated: Option<(u64, u64, u64)>,
+}
+
+/// Brings the writer state in line with the disk: checks that the
+/// acknowledged head is intact, indexes durable records past it, and cuts off
+/// a torn tail. Refuses (without writing) when acknowledged data is damaged.
+pub(super) async fn recover(
+    shared: &Arc<Shared>,
+) -> Result<(WriterState, RecoveryReport), StoreError> {
+    let segments = shared.db.segments().await?;
+    let segments_dir = shared.segments_dir.clone();
+    let Some(head) = segments.last().cloned() else {
+        // A new archive: its first segment.
+        let state = tokio::task::spawn_blocking(move || {
+            new_segment(&segments_dir, 1, [0; HASH_LEN], 0)
+                .map(|active| WriterState {
+                    active,
+                    last_seq: 0,
+                })
+                .map_err(io_error(&segments_dir))
+        })
+        .await
+        .map_err(|error| StoreError::WriteFailed(error.to_string()))??;
+        shared
+            .db
+            .commit_batch(&[], &[state.segment_row(None)])
+            .await?;
+        return Ok((state, RecoveryReport::default()));
+    };
+    let outcome = tokio::task::spawn_blocking(move || scan_from_head(&segments_dir, &head))
+        .await
+        .map_err(|error| StoreError::WriteFailed(error.to_string()))??;
+
+    let mut rows = Vec::with_capacity(outcome.found.len());
+    for found in &outcome.found {
+        let header = &found.record.header;
+        let damaged = |what: String| StoreError::Damaged {
+            segment_no: found.segment_no,
+            offset: found.record.offset,
+            what,
+        };
+        let cipher = shared
+            .cipher(header.epoch_id as i64)
+            .await
+            .map_err(|error| damaged(format!("record past the head has no usable key: {error}")))?;
+        let event = Shared::decrypt(
+            &cipher,
+            found.segment_no,
+            found.record.offset,
+            header,
+            &found.record.payload,
+        )
+        .map_err(damaged)?;
+        rows.push(event_row(
+            &event,
+            header.seq,
+            found.segment_no,
+            found.record.offset,
+            found.record.record_len(),
+            header.epoch_id,
+        ));
+    }
+    let mut segment_rows = outcome.sealed;
+    segment_rows.push(outcome.state.segment_row(None));
+    // A record indexed before (a retried crash) must not stop recovery.
+    let known = shared
+        .db
+        .existing_event_ids(
+            &rows
+                .iter()
+                .map(|row| row.event_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    rows.retain(|row| !known.contains(&row.event_id));
+    shared.db.commit_batch(&rows, &segment_rows).await?;
+    Ok((
+        outcome.state,
+        RecoveryReport {
+            recovered_records: outcome.found.len() as u64,
+            truncated: outcome.truncated,
+        },
+    ))
+}
+
+fn scan_from_head(segments_dir: &Path, head: &SegmentRow) -> Result<ScanOutcome, StoreError> {
+    let mut segment_no = head.segment_no as u64;
+    let path = segment::segment_path(segments_dir, segment_no);
+    let damaged = |segment_no: u64, offset: u64, what: String| StoreError::Damaged {
+        segment_no,
+        offset,
+        what,
+    };
+    if head.sealed_at_ms.is_some() {
+        return Err(damaged(
+            segment_no,
+            head.end_offset as u64,
+            "the last segment is sealed but no segment follows it".to_owned(),
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|error| {
+            damaged(
+                segment_no,
+                0,
+                format!("the segment holding the acknowledged head cannot be opened: {error}"),
+            )
+        })?;
+    let file_len = file.metadata().map_err(io_error(&path))?.len();
+    let end_offset = head.end_offset as u64;
+    if file_len < end_offset {
+        return Err(damaged(
+            segment_no,
+            file_len,
+            format!(
+                "the file is {file_len} bytes but acknowledged records reach offset {end_offset}: acknowledged events are missing"
+            ),
+        ));
+    }
+    let (header, header_bytes) =
+        segment::read_header(&file).map_err(|what| damaged(segment_no, 0, what))?;
+    if header.segment_no != segment_no {
+        return Err(damaged(
+            segment_no,
+            0,
+            format!("the header says segment {}", header.segment_no),
+        ));
+    }
+    let stored_last_hash: Hash = if end_offset == SEGMENT_HEADER_LEN as u64 {
+        format::chain_start(&header_bytes)
+    } else {
+        let mut hash = [0u8; HASH_LEN];
+        file.read_exact_at(&mut hash, end_offset - HASH_LEN as u64)
+            .map_err(io_error(&path))?;
+        hash
+    };
+    if stored_last_hash.as_slice() != head.last_hash.as_slice() {
+        return Err(damaged(
+            segment_no,
+            end_offset,
+            "the last acknowledged record does not match the checkpoint in the metadata".to_owned(),
+        ));
+    }
+    let mut file_hasher = Sha256::new();
+    hash_prefix(&file, end_offset, &mut file_hasher).map_err(io_error(&path))?;
+    let mut state = WriterState {
+        active: ActiveSegment {
+            segment_no,
+            file: file.try_clone().map_err(io_error(&path))?,
+            created_at_ms: header.created_at_ms,
+            first_seq: head.first_seq as u64,
+            n_records: head.n_records as u64,
+            end_offset,
+            last_hash: stored_last_hash,
+            file_hasher,
+        },
+        last_seq: head.last_seq as u64,
+    };
+    let mut found = Vec::new();
+    let mut sealed = Vec::new();
+    let mut truncated = None;
+    let mut reader =
+        RecordReader::new(file, end_offset, stored_last_hash).map_err(io_error(&path))?;
+    loop {
+        let fault = match reader.next_record() {
+            Ok(None) => break,
+            Ok(Some(record)) => match record.header.record_type {
+                RecordType::Event if record.header.seq == state.last_seq + 1 => {
+                    let bytes = record_bytes(&record);
+                    state.active.file_hasher.update(&bytes);
+                    state.active.n_records += 1;
+                    state.active.end_offset = reader.offset();
+                    state.active.last_hash = record.chain_hash;
+                    state.last_seq = record.header.seq;
+                    found.push(Found { segment_no, record });
+                    continue;
+                }
+                RecordType::Seal
+                    if format::decode_seal(&record.payload)
+                        .is_some_and(|(n, _)| n == state.active.n_records) =>
+                {
+                    let bytes = record_bytes(&record);
+                    state.active.file_hasher.update(&bytes);
+                    state.active.end_offset = reader.offset();
+                    state.active.last_hash = record.chain_hash;
+                    let (_, sealed_at_ms) =
+                        format::decode_seal(&record.payload).expect("checked in the match guard");
+                    let sha = state.active.file_hasher.clone().finalize().to_vec();
+                    sealed.push(state.segment_row(Some((sealed_at_ms, sha))));
+                    // The seal is durable; the next segment may be missing or torn.
+                    segment_no += 1;
+                    let next_path = segment::segment_path(segments_dir, segment_no);
+                    state.active = match open_next_segment(&next_path, segment_no, &state) {
+                        Some(active) => active,
+                        None => new_segment(
+                            segments_dir,
+                            segment_no,
+                            state.active.last_hash,
+                            state.last_seq,
+                        )
+                        .map_err(io_error(&next_path))?,
+                    };
+                    reader = RecordReader::new(
+                        state
+                            .active
+                            .file
+                            .try_clone()
+                            .map_err(io_error(&next_path))?,
+                        SEGMENT_HEADER_LEN as u64,
+                        state.active.last_hash,
+                    )
+                    .map_err(io_error(&next_path))?;
+                    continue;
+                }
+                _ => segment::RecordFault {
+                    offset: record.offset,
+                    reason: "record out of sequence".to_owned(),
+                    incomplete: false,
+                },
+            },
+            Err(fault) => fault,
+        };
+        // Past the acknowledged head: a torn or partial write. Cut it off.
+        let path = segment::segment_path(segments_dir, segment_no);
+        let len = state.active.file.metadata().map_err(io_error(&path))?.len();
+        state
+            .active
+            .file
+            .set_len(fault.offset)
+            .map_err(io_error(&path))?;
+        state.active.file.sync_all().map_err(io_error(&path))?;
+        tracing::warn!(
+            segment_no,
+            offset = fault.offset,
+            bytes = len - fault.offset,
+            reason = %fault.reason,
+            "truncated a torn tail past the acknowledged head"
+        );
+        truncated = Some((segment_no, fault.offset, len - fault.offset));
+        break;
+    }
+    let later = segment::segment_path(segments_dir, segment_no + 1);
+    if later.exists() {
+        return Err(damaged(
+            segment_no + 1,
+            0,
+            format!("unexpected segment file {} after the head", later.display()),
+        ));
+    }
+    Ok(ScanOutcome {
+        state,
+        found,
+        sealed,
+        truncated,
+    })
+}
+
+/// Opens the segment after a seal if its header is whole and links to it.
+fn open_next_segment(path: &Path, segment_no: u64, sealed: &WriterState) -> Option<ActiveSegment> {
+    let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
+    let (header, header_bytes) = segment::read_header(&file).ok()?;
+    if header.segment_no != segment_no || header.prev_hash != sealed.active.last_hash {
+        return None;
+    }
+    let mut file_hasher = Sha256::new();
+    file_hasher.update(header_bytes);
+    Some(ActiveSegment {
+        segment_no,
+        file,
+        created_at_ms: header.created_at_ms,
+        first_seq: sealed.last_seq + 1,
+        n_records: 0,
+        end_offset: SEGMENT_HEADER_LEN as u64,
+        last_hash: format::chain_start(&header_bytes),
+        file_hasher,
+    })
+}
+
+fn record_bytes(record: &segment::ScannedRecord) -> Vec<u8> {
+    [
+        record.header.encode().as_slice(),
+        &record.payload,
+        &record.chain_hash,
+    ]
+    .concat()
+}
+
+fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
+    let mut reader = std::io::BufReader::new(file.try_clone()?);
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0))?;
+    let mut limited = reader.take(len);
+    std::io::copy(&mut limited, hasher)?;
+    Ok(())
+}
+
+fn event_row(
+    event: &Event,
+    seq: u64,
+    segment_no: u64,
+    offset: u64,
+    len: u64,
+    epoch_id: u64,
+) -> EventRow {
+    EventRow {
+        event_id: event.id.clone(),
+        seq: seq as i64,
+        segment_no: segment_no as i64,
+        record_offset: offset as i64,
+        record_len: len as i64,
+        epoch_id: epoch_id as i64,
+        kind: event.kind.as_str().to_owned(),
+        at_us: event.at_us,
+        team: event.team.clone(),
+        channel: event.channel.clone(),
+        user_name: event.user.clone(),
+        post_id: event.post.clone(),
+    }
+}
+
+// ---------------------------------------------------------------- writing
+
+type EpochKey = (String, String, String);
+
+/// The writer's own cache of epoch ids and ciphers by (team, channel, day).
+#[derive(Default)]
+struct EpochCache {
+    by_key: HashMap<EpochKey, (i64, Arc<Aes256Gcm>)>,
+}
+
+const MAX_CACHED_EPOCHS: usize = 50_000;
+
+impl EpochCache {
+    /// Makes sure every key has an epoch, creating missing ones durably.
+    async fn resolve(
+        &mut self,
+        shared: &Shared,
+        keys: HashSet<EpochKey>,
+    ) -> Result<(), StoreError> {
+        let missing: Vec<EpochKey> = keys
+            .into_iter()
+            .filter(|key| !self.by_key.contains_key(key))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.by_key.len() + missing.len() > MAX_CACHED_EPOCHS {
+            self.by_key.clear();
+        }
+        let mut rows = shared.db.find_epochs(&missing).await?;
+        let found: HashSet<EpochKey> = rows
+            .iter()
+            .map(|row| (row.team.clone(), row.channel.clone(), row.day.clone()))
+            .collect();
+        let new_epochs: Vec<NewEpoch> = missing
+            .iter()
+            .filter(|key| !found.contains(*key))
+            .map(|(team, channel, day)| NewEpoch {
+                wrapped_key: shared
+                    .master_key
+                    .wrap(&DataKey::generate(), &EpochLabel { team, channel, day }),
+                team: team.clone(),
+                channel: channel.clone(),
+                day: day.clone(),
+                kek_fingerprint: shared.master_key.fingerprint().to_owned(),
+            })
+            .collect();
+        if !new_epochs.is_empty() {
+            rows.extend(shared.db.insert_epochs(&new_epochs).await?);
+        }
+        for row in rows {
+            let wrapped = row
+                .wrapped_key
+                .as_deref()
+                .ok_or(super::KeyError::UnwrapFailed {
+                    epoch_id: row.epoch_id,
+                })?;
+            let label = EpochLabel {
+                team: &row.team,
+                channel: &row.channel,
+                day: &row.day,
+            };
+            let cipher = Arc::new(
+                shared
+                    .master_key
+                    .unwrap(wrapped, &label, row.epoch_id)?
+                    .cipher(),
+            );
+            self.by_key
+                .insert((row.team, row.channel, row.day), (row.epoch_id, cipher));
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &EpochKey) -> Option<&(i64, Arc<Aes256Gcm>)> {
+        self.by_key.get(key)
+    }
+}
+
+struct PendingRecord {
+    plaintext: Vec<u8>,
+    epoch_id: i64,
+    cipher: Arc<Aes256Gcm>,
+}
+
+struct Placed {
+    seq: u64,
+    segment_no: u64,
+    offset: u64,
+    len: u64,
+}
+
+struct WriteOutcome {
+    placed: Vec<Placed>,
+    segment_rows: Vec<SegmentRow>,
+    fsyncs: u64,
+    bytes: u64,
+}
+
+/// The writer task: runs until every sender is dropped.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    state: WriterState,
+    mut receiver: mpsc::Receiver<WriteRequest>,
+    options: WriterOptions,
+) {
+    let mut state = Some(state);
+    let mut epochs = EpochCache::default();
+    while let Some(first) = receiver.recv().await {
+        let mut n_events = first.events.len();
+        let mut requests = vec![first];
+        while n_events < options.max_group_events {
+            match receiver.try_recv() {
+                Ok(request) => {
+                    n_events += request.events.len();
+                    requests.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let current = match state.take() {
+            Some(current) => current,
+            None => match recover(&shared).await {
+                Ok((recovered, report)) => {
+                    tracing::warn!(?report, "writer recovered after a failed write");
+                    recovered
+                }
+                Err(error) => {
+                    tracing::error!(%error, "writer cannot recover; refusing writes");
+                    let message = error.to_string();
+                    for request in requests {
+                        let _ = request
+                            .reply
+                            .send(Err(StoreError::WriteFailed(message.clone())));
+                    }
+                    continue;
+                }
+            },
+        };
+        match write_group(&shared, &mut epochs, current, &requests, options).await {
+            Ok((next, statuses)) => {
+                state = Some(next);
+                for (request, status) in requests.into_iter().zip(statuses) {
+                    let _ = request.reply.send(Ok(status));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "group commit failed; nothing in it was acknowledged");
+                let message = error.to_string();
+                for request in requests {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::WriteFailed(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One group commit. On error the state is dropped: the next group starts
+/// with [`recover`], which reconciles the disk and the database.
+async fn write_group(
+    shared: &Arc<Shared>,
+    epochs: &mut EpochCache,
+    mut state: WriterState,
+    requests: &[WriteRequest],
+    options: WriterOptions,
+) -> Result<(WriterState, Vec<Vec<AppendStatus>>), StoreError> {
+    let mut statuses: Vec<Vec<AppendStatus>> = requests
+        .iter()
+        .map(|request| vec![AppendStatus::Duplicate; request.events.len()])
+        .collect();
+    // First occurrence of each id in the group.
+    let mut seen = HashSet::new();
+    let mut candidates: Vec<(usize, usize)> = Vec::new();
+    for (request_idx, request) in requests.iter().enumerate() {
+        for (event_idx, event) in request.events.iter().enumerate() {
+            if seen.insert(event.id.as_str()) {
+                candidates.push((request_idx, event_idx));
+            }
+        }
+    }
+    let ids: Vec<&str> = candidates
+        .iter()
+        .map(|&(r, e)| requests[r].events[e].id.as_str())
+        .collect();
+    let existing = shared.db.existing_event_ids(&ids).await?;
+    let new: Vec<(usize, usize)> = candidates
+        .into_iter()
+        .filter(|&(r, e)| !existing.contains(&requests[r].events[e].id))
+        .collect();
+    let n_duplicates = requests.iter().map(|r| r.events.len()).sum::<usize>() - new.len();
+    shared.metrics.duplicates.inc_by(n_duplicates as u64);
+    if new.is_empty() {
+        return Ok((state, statuses));
+    }
+
+    let epoch_key = |event: &Event| (event.team.clone(), event.channel.clone(), event.utc_day());
+    let keys: HashSet<EpochKey> = new
+        .iter()
+        .map(|&(r, e)| epoch_key(&requests[r].events[e]))
+        .collect();
+    epochs.resolve(shared, keys).await?;
+    let mut pending = Vec::with_capacity(new.len());
+    for &(r, e) in &new {
+        let event = &requests[r].events[e];
+        let (epoch_id, cipher) = epochs
+            .get(&epoch_key(event))
+            .expect("resolve() created every epoch of the group");
+        pending.push(PendingRecord {
+            plaintext: event.to_json_bytes(),
+            epoch_id: *epoch_id,
+            cipher: Arc::clone(cipher),
+        });
+    }
+
+    let segments_dir = shared.segments_dir.clone();
+    let (state, outcome) = tokio::task::spawn_blocking(move || {
+        let outcome = write_records(&mut state, &segments_dir, pending, options)
+            .map_err(io_error(&segments_dir));
+        (state, outcome)
+    })
+    .await
+    .map_err(|error| StoreError::WriteFailed(format!("writer thread failed: {error}")))?;
+    let outcome = outcome?;
+
+    let rows: Vec<EventRow> = new
+        .iter()
+        .zip(&outcome.placed)
+        .map(|(&(r, e), placed)| {
+            let event = &requests[r].events[e];
+            let epoch_id = epochs
+                .get(&epoch_key(event))
+                .map_or(0, |(epoch_id, _)| *epoch_id);
+            event_row(
+                event,
+                placed.seq,
+                placed.segment_no,
+                placed.offset,
+                placed.len,
+                epoch_id as u64,
+            )
+        })
+        .collect();
+    shared.db.commit_batch(&rows, &outcome.segment_rows).await?;
+
+    for (&(r, e), placed) in new.iter().zip(&outcome.placed) {
+        statuses[r][e] = AppendStatus::Stored { seq: placed.seq };
+    }
+    let metrics = &shared.metrics;
+    metrics.events_stored.inc_by(rows.len() as u64);
+    metrics.fsyncs.inc_by(outcome.fsyncs);
+    metrics.bytes_written.inc_by(outcome.bytes);
+    metrics.group_commits.inc();
+    metrics.group_commit_events.observe(rows.len() as f64);
+    Ok((state, statuses))
+}
+
+/// Encrypts and appends records, sealing and starting segments as they
+/// fill, then syncs. Runs on a blocking thread.
+fn write_records(
+    state: &mut WriterState,
+    segments_dir: &Path,
+    pending: Vec<PendingRecord>,
+    options: WriterOptions,
+) -> std::io::Result<WriteOutcome> {
+    let mut outcome = WriteOutcome {
+        placed: Vec::with_capacity(pending.len()),
+        segment_rows: Vec::new(),
+        fsyncs: 0,
+        bytes: 0,
+    };
+    let mut buffer: Vec<u8> = Vec::with_capacity(pending.len() * 512);
+    let mut buffer_start = state.active.end_offset;
+    let mut rng = rand::thread_rng();
+    for record in pending {
+        let payload_len = record.plaintext.len() + TAG_LEN;
+        let record_len = (RECORD_HEADER_LEN + payload_len + HASH_LEN) as u64;
+        if state.active.n_records > 0
+            && state.active.end_offset + record_len + SEAL_RECORD_LEN > options.segment_max_bytes
+        {
+            flush(state, &mut buffer, buffer_start, &mut outcome)?;
+            outcome.segment_rows.push(state.seal()?);
+            outcome.fsyncs += 1;
+            state.start_segment(segments_dir)?;
+            outcome.fsyncs += 1;
+            buffer_start = state.active.end_offset;
+        }
+        let seq = state.last_seq + 1;
+        let offset = state.active.end_offset;
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let ad =
+            format::associated_data(state.active.segment_no, offset, seq, record.epoch_id as u64);
+        let ciphertext = record
+            .cipher
+            .encrypt(
+                aes_gcm::Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &record.plaintext,
+                    aad: &ad,
+                },
+            )
+            .map_err(|_| std::io::Error::other("encryption failed"))?;
+        let header = RecordHeader {
+            record_type: RecordType::Event,
+            seq,
+            epoch_id: record.epoch_id as u64,
+            nonce,
+            payload_len: ciphertext.len() as u32,
+        }
+        .encode();
+        let chain = format::chain_hash(&state.active.last_hash, &header, &ciphertext);
+        buffer.extend_from_slice(&header);
+        buffer.extend_from_slice(&ciphertext);
+        buffer.extend_from_slice(&chain);
+        state.active.end_offset += record_len;
+        state.active.n_records += 1;
+        state.active.last_hash = chain;
+        state.last_seq = seq;
+        outcome.placed.push(Placed {
+            seq,
+            segment_no: state.active.segment_no,
+            offset,
+            len: record_len,
+        });
+        if options.durability == Durability::Every {
+            flush(state, &mut buffer, buffer_start, &mut outcome)?;
+            state.active.file.sync_data()?;
+            outcome.fsyncs += 1;
+            buffer_start = state.active.end_offset;
+        }
+    }
+    if !buffer.is_empty() {
+        flush(state, &mut buffer, buffer_start, &mut outcome)?;
+        state.active.file.sync_data()?;
+        outcome.fsyncs += 1;
+    }
+    outcome.segment_rows.push(state.segment_row(None));
+    Ok(outcome)
+}
+
+fn flush(
+    state: &mut WriterState,
+    buffer: &mut Vec<u8>,
+    buffer_start: u64,
+    outcome: &mut WriteOutcome,
+) -> std::io::Result<()> {
+    if buffer.is_empty() {
+        return Ok(());
+    }
+    state.active.file.write_all_at(buffer, buffer_start)?;
+    state.active.file_hasher.update(&buffer[..]);
+    outcome.bytes += buffer.len() as u64;
+    buffer.clear();
+    Ok(())
+}
