@@ -1,0 +1,597 @@
+//! The store on both metadata backends: append, dedupe, versions, reopen,
+//! segment sealing, key rotation, tamper evidence and torn-tail recovery.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod helpers;
+
+use std::collections::HashSet;
+
+use helpers::{TestArchive, event, posts};
+use holdfast::db::Backend;
+use holdfast::event::Event;
+use holdfast::store::keys::{KekSource, MasterKey};
+use holdfast::store::{AppendStatus, Store, StoreError};
+
+async fn appends_dedupes_and_reads_back(backend: Backend) {
+    let archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    let batch = posts("a", 50);
+    let statuses = store.append(batch.clone()).await.unwrap();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, AppendStatus::Stored { .. }))
+    );
+    let seqs: Vec<u64> = statuses
+        .iter()
+        .map(|s| match s {
+            AppendStatus::Stored { seq } => *seq,
+            AppendStatus::Duplicate => 0,
+        })
+        .collect();
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
+
+    // The same ids again, plus a duplicate inside the batch, plus one new.
+    let mut again = batch[..10].to_vec();
+    again.push(batch[0].clone());
+    again.push(event("a-new", "member_join", None));
+    let statuses = store.append(again).await.unwrap();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == AppendStatus::Duplicate)
+            .count(),
+        11
+    );
+    assert_eq!(statuses[11], AppendStatus::Stored { seq: 51 });
+
+    for original in &batch {
+        let stored = store.get_event(&original.id).await.unwrap().unwrap();
+        assert_eq!(&stored.event, original);
+    }
+    assert!(store.get_event("missing").await.unwrap().is_none());
+    let stats = store.db().stats().await.unwrap();
+    assert_eq!(stats.events, 51);
+    store.close().await;
+}
+
+async fn keeps_every_version_of_a_post(backend: Backend) {
+    let archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    let events = vec![
+        event("v1", "post", Some("p")),
+        event("v2", "edit", Some("p")),
+        event("r1", "reaction_add", Some("p")),
+        event("v3", "edit", Some("p")),
+        event("v4", "delete", Some("p")),
+        event("other", "post", Some("q")),
+    ];
+    store.append(events[..3].to_vec()).await.unwrap();
+    store.append(events[3..].to_vec()).await.unwrap();
+    let history = store.post_events("p").await.unwrap();
+    let ids: Vec<&str> = history.iter().map(|s| s.event.id.as_str()).collect();
+    assert_eq!(ids, ["v1", "v2", "r1", "v3", "v4"]);
+    assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+    store.close().await;
+}
+
+async fn reopens_with_everything_and_continues_the_sequence(backend: Backend) {
+    let archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    store.append(posts("b", 20)).await.unwrap();
+    store.close().await;
+
+    let (store, report) = Store::open(&archive.options).await.unwrap();
+    assert_eq!(report.recovered_records, 0);
+    assert!(report.truncated.is_none());
+    let statuses = store.append(posts("c", 2)).await.unwrap();
+    assert_eq!(statuses[0], AppendStatus::Stored { seq: 21 });
+    assert!(store.get_event("b-7").await.unwrap().is_some());
+    let report = store.verify().await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.events, 22);
+    store.close().await;
+}
+
+async fn seals_segments_and_verifies_across_them(backend: Backend) {
+    let mut archive = TestArchive::new(backend).await;
+    archive.options.segment_max_bytes = 8 * 1024;
+    let store = archive.open().await;
+    for round in 0..6 {
+        store.append(posts(&format!("s{round}"), 15)).await.unwrap();
+    }
+    let segments = store.db().segments().await.unwrap();
+    assert!(segments.len() >= 4, "{} segments", segments.len());
+    assert!(
+        segments[..segments.len() - 1]
+            .iter()
+            .all(|s| s.sealed_at_ms.is_some())
+    );
+    assert!(segments.last().unwrap().sealed_at_ms.is_none());
+    for segment in &segments {
+        let len = std::fs::metadata(
+            archive
+                .segments_dir()
+                .join(format!("{:012}.seg", segment.segment_no)),
+        )
+        .unwrap()
+        .len();
+        assert!(
+            len <= 8 * 1024,
+            "segment {} is {len} bytes",
+            segment.segment_no
+        );
+    }
+    let report = store.verify().await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.events, 90);
+    assert_eq!(report.sealed_segments as usize, segments.len() - 1);
+    store.close().await;
+    let (store, _) = Store::open(&archive.options).await.unwrap();
+    assert!(store.get_event("s0-0").await.unwrap().is_some());
+    assert!(store.get_event("s5-14").await.unwrap().is_some());
+    store.close().await;
+}
+
+async fn rotating_the_master_key_rewraps_without_touching_segments(backend: Backend) {
+    let mut archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    store.append(posts("k", 30)).await.unwrap();
+    let segment = archive.segments_dir().join("000000000001.seg");
+    let before = std::fs::read(&segment).unwrap();
+    let old_fingerprint = store.master_key_fingerprint().to_owned();
+
+    let new_key_path = archive.dir.path().join("new.key");
+    let new_key = MasterKey::generate();
+    new_key.write_new_file(&new_key_path).unwrap();
+    let n = store.rotate_master_key(&new_key).await.unwrap();
+    let epochs: HashSet<(String, String)> = posts("k", 30)
+        .iter()
+        .map(|e| (e.channel.clone(), e.utc_day()))
+        .collect();
+    assert_eq!(n as usize, epochs.len(), "one data key per channel and day");
+    store.close().await;
+    assert_eq!(std::fs::read(&segment).unwrap(), before);
+
+    // The old key (still in the data dir) no longer opens anything.
+    let error = Store::open_read_only(&archive.options).await.err().unwrap();
+    match error {
+        StoreError::Key(key_error) => {
+            let message = key_error.to_string();
+            assert!(message.contains("does not open this archive"), "{message}");
+            assert!(message.contains(new_key.fingerprint()), "{message}");
+            assert!(
+                !message.contains(&old_fingerprint) || old_fingerprint != new_key.fingerprint()
+            );
+        }
+        other => panic!("expected a key error, got {other}"),
+    }
+    archive.options.kek = Some(KekSource::File(new_key_path));
+    let store = Store::open_read_only(&archive.options).await.unwrap();
+    assert_eq!(
+        store.get_event("k-3").await.unwrap().unwrap().event.id,
+        "k-3"
+    );
+    assert!(store.verify().await.unwrap().ok);
+}
+
+async fn a_wrong_key_never_opens_an_empty_archive(backend: Backend) {
+    let mut archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    store.append(posts("w", 5)).await.unwrap();
+    store.close().await;
+    let other = archive.dir.path().join("other.key");
+    MasterKey::generate().write_new_file(&other).unwrap();
+    archive.options.kek = Some(KekSource::File(other));
+    for result in [
+        Store::open(&archive.options).await.map(|_| ()),
+        Store::open_read_only(&archive.options).await.map(|_| ()),
+    ] {
+        let error = result.err().unwrap();
+        assert!(matches!(error, StoreError::Key(_)), "{error}");
+    }
+}
+
+async fn a_database_without_the_archive_is_refused_when_segments_exist(backend: Backend) {
+    let archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    store.append(posts("o", 3)).await.unwrap();
+    store.close().await;
+    // Same data dir, a different (empty) metadata database.
+    let other = TestArchive::new(backend).await;
+    let mut options = archive.options.clone();
+    options.database_url = other.options.database_url.clone();
+    if backend == Backend::Sqlite {
+        options.database_url = format!("sqlite:{}", archive.dir.path().join("other.db").display());
+    }
+    let error = Store::open(&options).await.err().unwrap();
+    assert!(
+        matches!(error, StoreError::OrphanSegments { .. }),
+        "{error}"
+    );
+}
+
+async fn concurrent_appends_are_all_stored(backend: Backend) {
+    let archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..10 {
+                store
+                    .append(posts(&format!("t{task}-{batch}"), 25))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.db().stats().await.unwrap().events, 8 * 10 * 25);
+    let report = store.verify().await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    store.close().await;
+}
+
+async fn durability_every_syncs_each_event(backend: Backend) {
+    let mut archive = TestArchive::new(backend).await;
+    archive.options.durability = holdfast::store::Durability::Every;
+    let store = archive.open().await;
+    store.append(posts("e", 12)).await.unwrap();
+    assert!(store.metrics().fsyncs.get() >= 12);
+    assert!(store.verify().await.unwrap().ok);
+    store.close().await;
+}
+
+both_backends!(
+    appends_dedupes_and_reads_back,
+    keeps_every_version_of_a_post,
+    reopens_with_everything_and_continues_the_sequence,
+    seals_segments_and_verifies_across_them,
+    rotating_the_master_key_rewraps_without_touching_segments,
+    a_wrong_key_never_opens_an_empty_archive,
+    a_database_without_the_archive_is_refused_when_segments_exist,
+    concurrent_appends_are_all_stored,
+    durability_every_syncs_each_event,
+    a_torn_tail_at_any_point_is_recovered,
+);
+
+// ---------------------------------------------------------------- tamper evidence
+
+/// A small archive of two sealed segments and an open one, closed.
+async fn small_archive() -> (TestArchive, Vec<Event>) {
+    let mut archive = TestArchive::new(Backend::Sqlite).await;
+    archive.options.segment_max_bytes = 4096 + 64;
+    let store = archive.open().await;
+    let events = posts("x", 36);
+    for chunk in events.chunks(4) {
+        store.append(chunk.to_vec()).await.unwrap();
+    }
+    store.close().await;
+    (archive, events)
+}
+
+fn segment_files(archive: &TestArchive) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(archive.segments_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipping_any_single_byte_of_any_segment_is_detected() {
+    let (archive, _) = small_archive().await;
+    let store = Store::open_read_only(&archive.options).await.unwrap();
+    assert!(store.verify().await.unwrap().ok);
+    let files = segment_files(&archive);
+    assert!(files.len() >= 3, "{files:?}");
+    let mut n_checked = 0;
+    for (file_idx, path) in files.iter().enumerate() {
+        let original = std::fs::read(path).unwrap();
+        for byte_idx in 0..original.len() {
+            let mut damaged = original.clone();
+            damaged[byte_idx] ^= 0x01;
+            std::fs::write(path, &damaged).unwrap();
+            let report = store.verify().await.unwrap();
+            assert!(
+                !report.ok,
+                "flipping byte {byte_idx} of {} went unnoticed",
+                path.display()
+            );
+            let problem = &report.problems[0];
+            assert_eq!(problem.segment_no as usize, file_idx + 1, "{problem}");
+            n_checked += 1;
+        }
+        std::fs::write(path, &original).unwrap();
+    }
+    assert!(n_checked > 8000, "{n_checked}");
+    assert!(store.verify().await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_reordered_and_truncated_records_are_named() {
+    let (archive, _) = small_archive().await;
+    let store = Store::open_read_only(&archive.options).await.unwrap();
+    let segments = store.db().segments().await.unwrap();
+    let files = segment_files(&archive);
+    let first = std::fs::read(&files[0]).unwrap();
+    let rows = store.db().events_from_seq(0, 1000).await.unwrap();
+    let in_first: Vec<_> = rows.iter().filter(|r| r.segment_no == 1).collect();
+    let record = |i: usize| {
+        let row = in_first[i];
+        (row.record_offset as usize)..(row.record_offset + row.record_len) as usize
+    };
+
+    // Remove the second record of segment 1.
+    let mut removed = first.clone();
+    removed.drain(record(1));
+    std::fs::write(&files[0], &removed).unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.problems[0].segment_no, 1);
+    assert_eq!(
+        report.problems[0].record_index,
+        Some(1),
+        "{}",
+        report.problems[0]
+    );
+
+    // Swap records 1 and 2 (same length: posts of equal size).
+    let (r1, r2) = (record(1), record(2));
+    if r1.len() == r2.len() {
+        let mut swapped = first.clone();
+        let copy1 = first[r1.clone()].to_vec();
+        swapped[r1.clone()].copy_from_slice(&first[r2.clone()]);
+        swapped[r2].copy_from_slice(&copy1);
+        std::fs::write(&files[0], &swapped).unwrap();
+        let report = store.verify().await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(
+            report.problems[0].record_index,
+            Some(1),
+            "{}",
+            report.problems[0]
+        );
+    }
+
+    // Truncate the last (open) segment at a record boundary: acknowledged records missing.
+    std::fs::write(&files[0], &first).unwrap();
+    let last = files.last().unwrap();
+    let last_bytes = std::fs::read(last).unwrap();
+    let last_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.segment_no == segments.last().unwrap().segment_no)
+        .collect();
+    let cut = last_rows.last().unwrap().record_offset as usize;
+    std::fs::write(last, &last_bytes[..cut]).unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.problems[0].what.contains("missing"),
+        "{}",
+        report.problems[0]
+    );
+    std::fs::write(last, &last_bytes).unwrap();
+
+    // Delete a whole sealed segment: the next one no longer links.
+    let second = std::fs::read(&files[1]).unwrap();
+    std::fs::remove_file(&files[1]).unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.problems[0].segment_no, 2, "{}", report.problems[0]);
+    std::fs::write(&files[1], &second).unwrap();
+
+    // Swap two sealed segments' contents.
+    std::fs::write(&files[0], &second).unwrap();
+    std::fs::write(&files[1], &first).unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.problems[0].segment_no, 1, "{}", report.problems[0]);
+    std::fs::write(&files[0], &first).unwrap();
+    std::fs::write(&files[1], &second).unwrap();
+
+    assert!(store.verify().await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_row_removed_or_moved_is_detected() {
+    let (archive, _) = small_archive().await;
+    let store = Store::open_read_only(&archive.options).await.unwrap();
+    let holdfast::db::Db::Sqlite(pool) = store.db() else {
+        unreachable!("small_archive is on sqlite");
+    };
+    sqlx::query("DELETE FROM events WHERE event_id = 'x-5'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.problems[0].what.contains("no metadata row"),
+        "{}",
+        report.problems[0]
+    );
+}
+
+// ---------------------------------------------------------------- crash recovery
+
+/// Puts the metadata back to `head`, as if the process died after the
+/// records past it reached the disk but before the metadata recorded them.
+async fn forget_past(options: &holdfast::store::StoreOptions, head: &holdfast::db::SegmentRow) {
+    let db = holdfast::db::Db::connect(&options.database_url)
+        .await
+        .unwrap();
+    macro_rules! rewind {
+        ($pool:expr) => {{
+            sqlx::query("DELETE FROM events WHERE seq > $1")
+                .bind(head.last_seq)
+                .execute($pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE segments SET end_offset = $1, n_records = $2, last_seq = $3, last_hash = $4 \
+                 WHERE segment_no = $5",
+            )
+            .bind(head.end_offset)
+            .bind(head.n_records)
+            .bind(head.last_seq)
+            .bind(&head.last_hash)
+            .bind(head.segment_no)
+            .execute($pool)
+            .await
+            .unwrap();
+        }};
+    }
+    match &db {
+        holdfast::db::Db::Sqlite(pool) => rewind!(pool),
+        holdfast::db::Db::Postgres(pool) => rewind!(pool),
+    }
+    db.close().await;
+}
+
+/// Simulates a crash after records reached the disk but before the metadata
+/// recorded them, cut at many points of the unacknowledged tail: every
+/// acknowledged event survives, whole records past the head are recovered,
+/// a partial one is cut off, and verify passes.
+async fn a_torn_tail_at_any_point_is_recovered(backend: Backend) {
+    let archive = TestArchive::new(backend).await;
+    let store = archive.open().await;
+    let acknowledged = posts("ack", 6);
+    store.append(acknowledged.clone()).await.unwrap();
+    let head_row = store.db().segments().await.unwrap().pop().unwrap();
+    store.close().await;
+    let segment = archive.segments_dir().join("000000000001.seg");
+    let head = std::fs::read(&segment).unwrap().len();
+    assert_eq!(head as i64, head_row.end_offset);
+
+    let store = archive.open().await;
+    let in_flight = posts("late", 3);
+    store.append(in_flight.clone()).await.unwrap();
+    let late_rows: Vec<_> = store
+        .db()
+        .events_from_seq(7, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.event_id, (row.record_offset + row.record_len) as usize))
+        .collect();
+    store.close().await;
+    let full = std::fs::read(&segment).unwrap();
+    assert!(full.len() > head);
+
+    let mut cuts: Vec<usize> = (head..=full.len()).step_by(13).collect();
+    for (_, end) in &late_rows {
+        cuts.extend([end - 1, *end, end + 1]);
+    }
+    cuts.push(head + 1);
+    cuts.retain(|cut| *cut >= head && *cut <= full.len());
+    for cut in cuts {
+        std::fs::write(&segment, &full[..cut]).unwrap();
+        forget_past(&archive.options, &head_row).await;
+        let (store, report) = Store::open(&archive.options).await.unwrap();
+        let whole: HashSet<&str> = late_rows
+            .iter()
+            .filter(|(_, end)| *end <= cut)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(
+            report.recovered_records as usize,
+            whole.len(),
+            "cut at {cut}"
+        );
+        let expect_truncation = !late_rows.iter().any(|(_, end)| *end == cut) && cut != head;
+        assert_eq!(
+            report.truncated.is_some(),
+            expect_truncation,
+            "cut at {cut}: {report:?}"
+        );
+        for event in &acknowledged {
+            assert_eq!(
+                store.get_event(&event.id).await.unwrap().unwrap().event,
+                *event
+            );
+        }
+        for event in &in_flight {
+            let found = store.get_event(&event.id).await.unwrap();
+            assert_eq!(
+                found.is_some(),
+                whole.contains(event.id.as_str()),
+                "cut at {cut}"
+            );
+        }
+        let verify = store.verify().await.unwrap();
+        assert!(verify.ok, "cut at {cut}: {:?}", verify.problems);
+        // The archive takes new writes after recovery.
+        let statuses = store
+            .append(vec![event(&format!("after-{cut}"), "member_join", None)])
+            .await
+            .unwrap();
+        assert!(matches!(statuses[0], AppendStatus::Stored { .. }));
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_data_missing_is_refused_not_repaired() {
+    let archive = TestArchive::new(Backend::Sqlite).await;
+    let store = archive.open().await;
+    store.append(posts("m", 5)).await.unwrap();
+    store.close().await;
+    let segment = archive.segments_dir().join("000000000001.seg");
+    let bytes = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, &bytes[..bytes.len() - 10]).unwrap();
+    let error = Store::open(&archive.options).await.err().unwrap();
+    assert!(
+        matches!(error, StoreError::Damaged { segment_no: 1, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("acknowledged events are missing"),
+        "{error}"
+    );
+    // Nothing was cut: the file is as the damage left it.
+    assert_eq!(std::fs::read(&segment).unwrap().len(), bytes.len() - 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_is_refused_naming_the_holder() {
+    let archive = TestArchive::new(Backend::Sqlite).await;
+    let store = archive.open().await;
+    let error = Store::open(&archive.options).await.err().unwrap();
+    let message = error.to_string();
+    assert!(message.contains("in use by another writer"), "{message}");
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    // Readers are fine beside the writer.
+    Store::open_read_only(&archive.options).await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let archive = TestArchive::new(Backend::Sqlite).await;
+    let store = archive.open().await;
+    store.append(posts("f", 2)).await.unwrap();
+    store.close().await;
+    let mode =
+        |path: std::path::PathBuf| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(archive.data_dir().to_path_buf()), 0o700);
+    assert_eq!(mode(archive.segments_dir()), 0o700);
+    for name in [
+        "holdfast.db",
+        "master.key",
+        "holdfast.lock",
+        "segments/000000000001.seg",
+    ] {
+        assert_eq!(mode(archive.data_dir().join(name)), 0o600, "{name}");
+    }
+}
