@@ -58,7 +58,7 @@ async fn appends_dedupes_and_reads_back(backend: Backend) {
 async fn keeps_every_version_of_a_post(backend: Backend) {
     let archive = TestArchive::new(backend).await;
     let store = archive.open().await;
-    let events = vec![
+    let events = [
         event("v1", "post", Some("p")),
         event("v2", "edit", Some("p")),
         event("r1", "reaction_add", Some("p")),
