@@ -576,21 +576,8 @@ impl EpochCache {
     }
 }
 
-struct PendingRecord {
-    plaintext: Vec<u8>,
-    epoch_id: i64,
-    cipher: Arc<Aes256Gcm>,
-}
-
-struct Placed {
-    seq: u64,
-    segment_no: u64,
-    offset: u64,
-    len: u64,
-}
-
 struct WriteOutcome {
-    placed: Vec<Placed>,
+    rows: Vec<EventRow>,
     segment_rows: Vec<SegmentRow>,
     fsyncs: u64,
     bytes: u64,
@@ -636,7 +623,7 @@ pub(super) async fn run(
                 }
             },
         };
-        match write_group(&shared, &mut epochs, current, &requests, options).await {
+        match write_group(&shared, &mut epochs, current, &mut requests, options).await {
             Ok((next, statuses)) => {
                 state = Some(next);
                 for (request, status) in requests.into_iter().zip(statuses) {
@@ -662,7 +649,7 @@ async fn write_group(
     shared: &Arc<Shared>,
     epochs: &mut EpochCache,
     mut state: WriterState,
-    requests: &[WriteRequest],
+    requests: &mut [WriteRequest],
     options: WriterOptions,
 ) -> Result<(WriterState, Vec<Vec<AppendStatus>>), StoreError> {
     let mut statuses: Vec<Vec<AppendStatus>> = requests
@@ -684,6 +671,7 @@ async fn write_group(
         .map(|&(r, e)| requests[r].events[e].id.as_str())
         .collect();
     let existing = shared.db.existing_event_ids(&ids).await?;
+    drop(ids);
     let new: Vec<(usize, usize)> = candidates
         .into_iter()
         .filter(|&(r, e)| !existing.contains(&requests[r].events[e].id))
@@ -694,65 +682,66 @@ async fn write_group(
         return Ok((state, statuses));
     }
 
-    let epoch_key = |event: &Event| (event.team.clone(), event.channel.clone(), event.utc_day());
-    let keys: HashSet<EpochKey> = new
-        .iter()
-        .map(|&(r, e)| epoch_key(&requests[r].events[e]))
+    // The events to store, moved out of their requests (answers need only statuses).
+    let mut taken: Vec<Vec<Option<Event>>> = requests
+        .iter_mut()
+        .map(|request| {
+            std::mem::take(&mut request.events)
+                .into_iter()
+                .map(Some)
+                .collect()
+        })
         .collect();
+    let events: Vec<Event> = new
+        .iter()
+        .map(|&(r, e)| taken[r][e].take().expect("each new event is taken once"))
+        .collect();
+    drop(taken);
+
+    let keys: HashSet<EpochKey> = events.iter().map(epoch_key).collect();
     epochs.resolve(shared, keys).await?;
-    let mut pending = Vec::with_capacity(new.len());
-    for &(r, e) in &new {
-        let event = &requests[r].events[e];
-        let (epoch_id, cipher) = epochs
-            .get(&epoch_key(event))
-            .expect("resolve() created every epoch of the group");
-        pending.push(PendingRecord {
-            plaintext: event.to_json_bytes(),
-            epoch_id: *epoch_id,
-            cipher: Arc::clone(cipher),
-        });
-    }
+    let ciphers: Vec<(i64, Arc<Aes256Gcm>)> = events
+        .iter()
+        .map(|event| {
+            let (epoch_id, cipher) = epochs
+                .get(&epoch_key(event))
+                .expect("resolve() created every epoch of the group");
+            (*epoch_id, Arc::clone(cipher))
+        })
+        .collect();
 
     let segments_dir = shared.segments_dir.clone();
     let (state, outcome) = tokio::task::spawn_blocking(move || {
-        let outcome = write_records(&mut state, &segments_dir, pending, options)
+        let outcome = write_records(&mut state, &segments_dir, &events, &ciphers, options)
             .map_err(io_error(&segments_dir));
         (state, outcome)
     })
     .await
     .map_err(|error| StoreError::WriteFailed(format!("writer thread failed: {error}")))?;
     let outcome = outcome?;
+    shared
+        .db
+        .commit_batch(&outcome.rows, &outcome.segment_rows)
+        .await?;
 
-    let rows: Vec<EventRow> = new
-        .iter()
-        .zip(&outcome.placed)
-        .map(|(&(r, e), placed)| {
-            let event = &requests[r].events[e];
-            let epoch_id = epochs
-                .get(&epoch_key(event))
-                .map_or(0, |(epoch_id, _)| *epoch_id);
-            event_row(
-                event,
-                placed.seq,
-                placed.segment_no,
-                placed.offset,
-                placed.len,
-                epoch_id as u64,
-            )
-        })
-        .collect();
-    shared.db.commit_batch(&rows, &outcome.segment_rows).await?;
-
-    for (&(r, e), placed) in new.iter().zip(&outcome.placed) {
-        statuses[r][e] = AppendStatus::Stored { seq: placed.seq };
+    for (&(r, e), row) in new.iter().zip(&outcome.rows) {
+        statuses[r][e] = AppendStatus::Stored {
+            seq: row.seq as u64,
+        };
     }
     let metrics = &shared.metrics;
-    metrics.events_stored.inc_by(rows.len() as u64);
+    metrics.events_stored.inc_by(outcome.rows.len() as u64);
     metrics.fsyncs.inc_by(outcome.fsyncs);
     metrics.bytes_written.inc_by(outcome.bytes);
     metrics.group_commits.inc();
-    metrics.group_commit_events.observe(rows.len() as f64);
+    metrics
+        .group_commit_events
+        .observe(outcome.rows.len() as f64);
     Ok((state, statuses))
+}
+
+fn epoch_key(event: &Event) -> EpochKey {
+    (event.team.clone(), event.channel.clone(), event.utc_day())
 }
 
 /// Encrypts and appends records, sealing and starting segments as they
@@ -760,20 +749,22 @@ async fn write_group(
 fn write_records(
     state: &mut WriterState,
     segments_dir: &Path,
-    pending: Vec<PendingRecord>,
+    events: &[Event],
+    ciphers: &[(i64, Arc<Aes256Gcm>)],
     options: WriterOptions,
 ) -> std::io::Result<WriteOutcome> {
     let mut outcome = WriteOutcome {
-        placed: Vec::with_capacity(pending.len()),
+        rows: Vec::with_capacity(events.len()),
         segment_rows: Vec::new(),
         fsyncs: 0,
         bytes: 0,
     };
-    let mut buffer: Vec<u8> = Vec::with_capacity(pending.len() * 512);
+    let mut buffer: Vec<u8> = Vec::with_capacity(events.len() * 512);
     let mut buffer_start = state.active.end_offset;
     let mut rng = rand::thread_rng();
-    for record in pending {
-        let payload_len = record.plaintext.len() + TAG_LEN;
+    for (event, (epoch_id, cipher)) in events.iter().zip(ciphers) {
+        let plaintext = zeroize::Zeroizing::new(event.to_json_bytes());
+        let payload_len = plaintext.len() + TAG_LEN;
         let record_len = (RECORD_HEADER_LEN + payload_len + HASH_LEN) as u64;
         if state.active.n_records > 0
             && state.active.end_offset + record_len + SEAL_RECORD_LEN > options.segment_max_bytes
@@ -789,14 +780,12 @@ fn write_records(
         let offset = state.active.end_offset;
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        let ad =
-            format::associated_data(state.active.segment_no, offset, seq, record.epoch_id as u64);
-        let ciphertext = record
-            .cipher
+        let ad = format::associated_data(state.active.segment_no, offset, seq, *epoch_id as u64);
+        let ciphertext = cipher
             .encrypt(
                 aes_gcm::Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &record.plaintext,
+                    msg: &plaintext,
                     aad: &ad,
                 },
             )
@@ -804,7 +793,7 @@ fn write_records(
         let header = RecordHeader {
             record_type: RecordType::Event,
             seq,
-            epoch_id: record.epoch_id as u64,
+            epoch_id: *epoch_id as u64,
             nonce,
             payload_len: ciphertext.len() as u32,
         }
@@ -817,12 +806,14 @@ fn write_records(
         state.active.n_records += 1;
         state.active.last_hash = chain;
         state.last_seq = seq;
-        outcome.placed.push(Placed {
+        outcome.rows.push(event_row(
+            event,
             seq,
-            segment_no: state.active.segment_no,
+            state.active.segment_no,
             offset,
-            len: record_len,
-        });
+            record_len,
+            *epoch_id as u64,
+        ));
         if options.durability == Durability::Every {
             flush(state, &mut buffer, buffer_start, &mut outcome)?;
             state.active.file.sync_data()?;
