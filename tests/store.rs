@@ -245,7 +245,38 @@ async fn durability_every_syncs_each_event(backend: Backend) {
     store.close().await;
 }
 
+async fn verify_beside_a_busy_writer_reports_no_false_damage(backend: Backend) {
+    let mut archive = TestArchive::new(backend).await;
+    archive.options.segment_max_bytes = 16 * 1024;
+    let store = archive.open().await;
+    store.append(posts("warm", 40)).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in 0..30 {
+                store
+                    .append(posts(&format!("busy{round}"), 20))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let reader = Store::open_read_only(&archive.options).await.unwrap();
+    let mut n_verifies = 0;
+    while !writer.is_finished() || n_verifies == 0 {
+        let report = reader.verify().await.unwrap();
+        assert!(report.ok, "verify during writes: {:?}", report.problems);
+        n_verifies += 1;
+    }
+    writer.await.unwrap();
+    let report = reader.verify().await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.events, 40 + 30 * 20);
+    store.close().await;
+}
+
 both_backends!(
+    verify_beside_a_busy_writer_reports_no_false_damage,
     appends_dedupes_and_reads_back,
     keeps_every_version_of_a_post,
     reopens_with_everything_and_continues_the_sequence,

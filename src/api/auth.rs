@@ -112,8 +112,12 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| {
+                // The scheme is case-insensitive (RFC 9110, section 11.1).
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         if state.ingest_token.matches(presented) {
             Ok(Authenticated)

@@ -19,6 +19,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{what} not found")]
     NotFound { what: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,6 +44,9 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
             ApiError::Store(StoreError::Damaged { .. } | StoreError::Unreadable { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "archive_damaged")
             }

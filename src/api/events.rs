@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -96,8 +96,9 @@ fn event_response(stored: &StoredEvent) -> EventResponse {
 pub async fn get_event(
     _auth: Authenticated,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<EventResponse>, ApiError> {
+    let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let stored = state
         .store
         .get_event(&id)
@@ -146,8 +147,9 @@ pub struct PostResponse {
 pub async fn get_post(
     _auth: Authenticated,
     State(state): State<AppState>,
-    Path(post): Path<String>,
+    post: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PostResponse>, ApiError> {
+    let Path(post) = post.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let events = state.store.post_events(&post).await?;
     let Some(first) = events.first() else {
         return Err(ApiError::NotFound {

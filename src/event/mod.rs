@@ -23,6 +23,9 @@ pub const MAX_NAME_BYTES: usize = 256;
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Largest accepted event, as its JSON text, in bytes (1 MiB).
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Largest event once normalised to its canonical form (what the store
+/// encrypts); well below the store's 2 MiB record payload limit.
+pub const MAX_CANONICAL_EVENT_BYTES: usize = 3 * 512 * 1024;
 /// Earliest accepted `at`: 1970-01-01T00:00:00Z.
 pub const MIN_AT_US: i64 = 0;
 /// Latest accepted `at`: 9999-12-31T23:59:59.999999Z.
@@ -218,6 +221,26 @@ impl Event {
                 ),
             )]));
         }
+        let event = Event::from_stored_json_bytes(bytes)?;
+        // Normalisation can lengthen an event (`at`, number formats): a large
+        // one must still fit a store record once normalised.
+        if bytes.len() > MAX_EVENT_BYTES / 4 {
+            let canonical = event.to_json_bytes().len();
+            if canonical > MAX_CANONICAL_EVENT_BYTES {
+                return Err(EventError(vec![FieldError::new(
+                    "(event)",
+                    format!(
+                        "event is {canonical} bytes once normalised, more than the limit of {MAX_CANONICAL_EVENT_BYTES}"
+                    ),
+                )]));
+            }
+        }
+        Ok(event)
+    }
+
+    /// Parses an event in its canonical form, as the store keeps it: the
+    /// input size limit was checked at ingest, on the form the source sent.
+    pub fn from_stored_json_bytes(bytes: &[u8]) -> Result<Event, EventError> {
         let text = std::str::from_utf8(bytes).map_err(|error| {
             EventError(vec![FieldError::new(
                 "(event)",
@@ -399,6 +422,12 @@ fn take_string(
         Some(Value::String(value)) => {
             if value.is_empty() {
                 problems.push(FieldError::new(field, "must not be empty"));
+                None
+            } else if value.contains('\0') {
+                problems.push(FieldError::new(
+                    field,
+                    "must not contain NUL (U+0000) characters",
+                ));
                 None
             } else if value.len() > max_bytes {
                 problems.push(FieldError::new(
@@ -870,6 +899,53 @@ mod tests {
             parse_batch(b"[{\"id\": 1}"),
             Err(BatchError::MalformedArray(_))
         ));
+    }
+
+    #[test]
+    fn names_with_nul_characters_are_refused_but_text_keeps_them() {
+        let mut value = valid_post();
+        value["user"] = json!("allen\u{0}p");
+        value["text"] = json!("a\u{0}b");
+        let error = Event::from_json(value).expect_err("nul in user");
+        assert_eq!(error.0.len(), 1);
+        assert_eq!(error.0[0].field, "user");
+    }
+
+    #[test]
+    fn an_event_at_the_size_limit_reads_back_after_normalisation() {
+        let mut value = valid_post();
+        value["at"] = json!(1_709_287_200_250_i64);
+        value["text"] = json!("");
+        let skeleton = value.to_string().len();
+        value["props"] = json!({"pad": "x".repeat(MAX_EVENT_BYTES - skeleton - 20)});
+        let mut bytes = value.to_string().into_bytes();
+        while bytes.len() < MAX_EVENT_BYTES {
+            bytes.insert(1, b' ');
+        }
+        assert_eq!(bytes.len(), MAX_EVENT_BYTES);
+        let event = Event::from_json_bytes(&bytes).expect("exactly at the limit");
+        let canonical = event.to_json_bytes();
+        assert!(
+            canonical.len() > MAX_EVENT_BYTES - 64,
+            "{}",
+            canonical.len()
+        );
+        assert_eq!(
+            Event::from_stored_json_bytes(&canonical).expect("reads back"),
+            event
+        );
+    }
+
+    #[test]
+    fn an_event_that_grows_past_the_record_limit_is_refused() {
+        // `1e15` (4 bytes) is written back as `1000000000000000.0` (18 bytes).
+        let numbers = vec!["1e15"; (MAX_EVENT_BYTES - 1024) / 5].join(",");
+        let line = format!(
+            r#"{{"id":"n","kind":"member_join","at":0,"team":"t","channel":"c","user":"u","props":{{"n":[{numbers}]}}}}"#
+        );
+        assert!(line.len() <= MAX_EVENT_BYTES);
+        let error = Event::from_json_bytes(line.as_bytes()).expect_err("too big once normalised");
+        assert!(error.to_string().contains("once normalised"), "{error}");
     }
 
     proptest::proptest! {

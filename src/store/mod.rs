@@ -255,7 +255,7 @@ impl Shared {
                         .to_owned()
                 })?,
         );
-        Event::from_json_bytes(&plaintext)
+        Event::from_stored_json_bytes(&plaintext)
             .map_err(|_| "the decrypted record is not a valid event".to_owned())
     }
 

@@ -73,32 +73,46 @@ pub(super) async fn verify(
         segments: segments.len() as u64,
         ..VerifyReport::default()
     };
-    // Files on disk that the metadata does not know.
+    // Files on disk that the metadata does not know. One numbered past the
+    // head is a segment being started (or started just before a crash):
+    // nothing in it was acknowledged, so it is a note like any tail.
     let known: BTreeSet<String> = segments
         .iter()
         .map(|s| format::segment_file_name(s.segment_no as u64))
         .collect();
+    let head_segment = segments.last().map_or(0, |s| s.segment_no as u64);
     let entries = std::fs::read_dir(&shared.segments_dir).map_err(|source| StoreError::Io {
         path: shared.segments_dir.display().to_string(),
         source,
     })?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !known.contains(&name) {
-            report.problems.push(VerifyProblem {
-                segment_no: 0,
-                file: name,
-                record_index: None,
-                offset: None,
-                seq: None,
-                what: "a file in the segments directory that the metadata does not list".to_owned(),
-            });
+        if known.contains(&name) {
+            continue;
         }
+        let past_head = name
+            .strip_suffix(".seg")
+            .and_then(|number| number.parse::<u64>().ok())
+            .is_some_and(|number| number > head_segment);
+        if past_head {
+            report.unacknowledged_tail_bytes += entry.metadata().map_or(0, |m| m.len());
+            continue;
+        }
+        report.problems.push(VerifyProblem {
+            segment_no: 0,
+            file: name,
+            record_index: None,
+            offset: None,
+            seq: None,
+            what: "a file in the segments directory that the metadata does not list".to_owned(),
+        });
     }
 
     let mut expected_prev_hash = [0u8; HASH_LEN];
     let mut expected_seq: u64 = 1;
-    let mut rows = RowCursor::new(shared);
+    // Rows committed after the segments were read belong to a later head.
+    let head_seq = segments.last().map_or(0, |s| s.last_seq);
+    let mut rows = RowCursor::new(shared, head_seq);
     for (segment_idx, checkpoint) in segments.iter().enumerate() {
         let is_last = segment_idx + 1 == segments.len();
         let outcome = verify_segment(
@@ -162,12 +176,15 @@ struct RowCursor<'a> {
     page: std::collections::VecDeque<EventRow>,
     next_seq: i64,
     exhausted: bool,
+    /// Rows past this seq are ignored.
+    last_seq: i64,
 }
 
 impl<'a> RowCursor<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    fn new(shared: &'a Shared, last_seq: i64) -> Self {
         RowCursor {
             shared,
+            last_seq,
             page: Default::default(),
             next_seq: 0,
             exhausted: false,
@@ -185,7 +202,12 @@ impl<'a> RowCursor<'a> {
             if let Some(last) = rows.last() {
                 self.next_seq = last.seq + 1;
             }
-            self.page.extend(rows);
+            let last_seq = self.last_seq;
+            self.page
+                .extend(rows.into_iter().filter(|row| row.seq <= last_seq));
+            if self.next_seq > last_seq {
+                self.exhausted = true;
+            }
         }
         Ok(self.page.front())
     }
