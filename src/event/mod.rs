@@ -247,7 +247,7 @@ impl Event {
                 format!("invalid UTF-8 at byte {}", error.valid_up_to()),
             )])
         })?;
-        let value: Value = serde_json::from_str(text).map_err(|error| {
+        let StrictValue(value) = serde_json::from_str(text).map_err(|error| {
             EventError(vec![FieldError::new(
                 "(event)",
                 format!("malformed JSON: {error}"),
@@ -374,6 +374,68 @@ impl Event {
             .expect("at_us was range-checked at validation")
             .format("%Y-%m-%d")
             .to_string()
+    }
+}
+
+/// A JSON value whose objects have no duplicate keys, at any depth: with
+/// duplicates, all but one value would be silently lost.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let StrictValue(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -899,6 +961,21 @@ mod tests {
             parse_batch(b"[{\"id\": 1}"),
             Err(BatchError::MalformedArray(_))
         ));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for line in [
+            r#"{"id":"a","id":"b","kind":"member_join","at":0,"team":"t","channel":"c","user":"u"}"#,
+            r#"{"id":"a","kind":"member_join","at":0,"team":"t","channel":"c","user":"u","props":{"x":1,"x":2}}"#,
+        ] {
+            let error = Event::from_json_bytes(line.as_bytes()).expect_err("duplicate");
+            assert!(error.to_string().contains("duplicate key"), "{error}");
+        }
+        let nested = r#"{"id":"a","kind":"member_join","at":0,"team":"t","channel":"c","user":"u","props":{"x":[{"y":1},{"y":2}],"f":1.5}}"#;
+        let event =
+            Event::from_json_bytes(nested.as_bytes()).expect("same key in different objects");
+        assert_eq!(event.props["f"], json!(1.5));
     }
 
     #[test]
