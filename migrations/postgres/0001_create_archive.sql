@@ -32,8 +32,8 @@ CREATE TABLE segments (
 );
 
 CREATE TABLE events (
-    event_id      TEXT PRIMARY KEY NOT NULL,
-    seq           BIGINT NOT NULL UNIQUE,
+    seq           BIGINT PRIMARY KEY NOT NULL,
+    event_id      TEXT NOT NULL UNIQUE,
     segment_no    BIGINT NOT NULL,
     record_offset BIGINT NOT NULL,
     record_len    BIGINT NOT NULL,

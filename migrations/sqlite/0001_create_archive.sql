@@ -32,8 +32,8 @@ CREATE TABLE segments (
 );
 
 CREATE TABLE events (
-    event_id      TEXT PRIMARY KEY NOT NULL,
-    seq           INTEGER NOT NULL UNIQUE,
+    seq           INTEGER PRIMARY KEY NOT NULL,
+    event_id      TEXT NOT NULL UNIQUE,
     segment_no    INTEGER NOT NULL,
     record_offset INTEGER NOT NULL,
     record_len    INTEGER NOT NULL,

@@ -393,22 +393,32 @@ impl Db {
     // ----- events -----
 
     /// Which of `ids` are already stored.
+    ///
+    /// One statement for the whole list: SQLite reads it as a JSON array
+    /// (`json_each`), PostgreSQL as a text array; binding one parameter per
+    /// id costs more than the lookup itself.
     pub async fn existing_event_ids(&self, ids: &[&str]) -> Result<HashSet<String>, DbError> {
-        let mut existing = HashSet::new();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            on_pool!(self, |pool| {
-                let mut query =
-                    QueryBuilder::new("SELECT event_id FROM events WHERE event_id IN (");
-                let mut separated = query.separated(", ");
-                for id in chunk {
-                    separated.push_bind(*id);
-                }
-                query.push(")");
-                let rows = query.build().fetch_all(pool).await?;
-                existing.extend(rows.into_iter().map(|row| row.get::<String, _>(0)));
-            });
+        if ids.is_empty() {
+            return Ok(HashSet::new());
         }
-        Ok(existing)
+        let rows: Vec<String> = match self {
+            Db::Sqlite(pool) => {
+                let list = serde_json::to_string(ids).expect("a list of strings serializes");
+                sqlx::query_scalar(
+                    "SELECT e.event_id FROM json_each($1) AS j JOIN events AS e ON e.event_id = j.value",
+                )
+                .bind(list)
+                .fetch_all(pool)
+                .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().collect())
     }
 
     /// Records a durable batch: its events' locations and the segment
@@ -420,23 +430,8 @@ impl Db {
     ) -> Result<(), DbError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                let mut query = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-                query.push_values(chunk, |mut row, event| {
-                    row.push_bind(&event.event_id)
-                        .push_bind(event.seq)
-                        .push_bind(event.segment_no)
-                        .push_bind(event.record_offset)
-                        .push_bind(event.record_len)
-                        .push_bind(event.epoch_id)
-                        .push_bind(&event.kind)
-                        .push_bind(event.at_us)
-                        .push_bind(&event.team)
-                        .push_bind(&event.channel)
-                        .push_bind(&event.user_name)
-                        .push_bind(&event.post_id);
-                });
-                query.build().execute(&mut *tx).await?;
+            if !events.is_empty() {
+                insert_events(&mut tx, events).await?;
             }
             for segment in segments {
                 sqlx::query(
@@ -560,6 +555,84 @@ impl Db {
                     .collect::<Result<_, sqlx::Error>>()?,
             })
         })
+    }
+}
+
+/// Inserts event rows with a constant number of bound parameters.
+trait InsertEvents {
+    async fn insert_events(&mut self, events: &[EventRow]) -> Result<(), DbError>;
+}
+
+async fn insert_events<C: InsertEvents>(conn: &mut C, events: &[EventRow]) -> Result<(), DbError> {
+    conn.insert_events(events).await
+}
+
+impl InsertEvents for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn insert_events(&mut self, events: &[EventRow]) -> Result<(), DbError> {
+        // One JSON array of row arrays, unpacked by SQLite itself.
+        let rows: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| {
+                serde_json::json!([
+                    e.event_id,
+                    e.seq,
+                    e.segment_no,
+                    e.record_offset,
+                    e.record_len,
+                    e.epoch_id,
+                    e.kind,
+                    e.at_us,
+                    e.team,
+                    e.channel,
+                    e.user_name,
+                    e.post_id
+                ])
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows).expect("rows serialize");
+        sqlx::query(&format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) SELECT j.value ->> 0, j.value ->> 1, \
+             j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6, \
+             j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, j.value ->> 11 \
+             FROM json_each($1) AS j"
+        ))
+        .bind(rows)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+}
+
+impl InsertEvents for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn insert_events(&mut self, events: &[EventRow]) -> Result<(), DbError> {
+        // Twelve arrays, one parameter each, zipped by UNNEST.
+        let column = |f: fn(&EventRow) -> i64| events.iter().map(f).collect::<Vec<i64>>();
+        let text = |f: fn(&EventRow) -> &str| events.iter().map(f).collect::<Vec<&str>>();
+        sqlx::query(&format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::int8[], \
+             $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[], $9::text[], \
+             $10::text[], $11::text[], $12::text[])"
+        ))
+        .bind(text(|e| &e.event_id))
+        .bind(column(|e| e.seq))
+        .bind(column(|e| e.segment_no))
+        .bind(column(|e| e.record_offset))
+        .bind(column(|e| e.record_len))
+        .bind(column(|e| e.epoch_id))
+        .bind(text(|e| &e.kind))
+        .bind(column(|e| e.at_us))
+        .bind(text(|e| &e.team))
+        .bind(text(|e| &e.channel))
+        .bind(text(|e| &e.user_name))
+        .bind(
+            events
+                .iter()
+                .map(|e| e.post_id.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .execute(&mut **self)
+        .await?;
+        Ok(())
     }
 }
 
