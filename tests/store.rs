@@ -435,6 +435,26 @@ async fn a_metadata_row_removed_or_moved_is_detected() {
     let holdfast::db::Db::Sqlite(pool) = store.db() else {
         unreachable!("small_archive is on sqlite");
     };
+    // A lookup column changed: the event would hide from post or user lookups.
+    sqlx::query("UPDATE events SET user_name = 'someone-else' WHERE event_id = 'x-7'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.problems[0]
+            .what
+            .contains("disagrees with its record"),
+        "{}",
+        report.problems[0]
+    );
+    sqlx::query("UPDATE events SET user_name = 'allen-p' WHERE event_id = 'x-7'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(store.verify().await.unwrap().ok);
+
     sqlx::query("DELETE FROM events WHERE event_id = 'x-5'")
         .execute(pool)
         .await
@@ -446,6 +466,48 @@ async fn a_metadata_row_removed_or_moved_is_detected() {
         "{}",
         report.problems[0]
     );
+}
+
+/// An earlier head kept outside the server proves that history up to it was
+/// not rewritten, even by someone who rebuilt the whole chain and metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_head_kept_elsewhere_is_checked() {
+    let archive = TestArchive::new(Backend::Sqlite).await;
+    let store = archive.open().await;
+    store.append(posts("h", 10)).await.unwrap();
+    let earlier = store.verify().await.unwrap();
+    let head: [u8; 32] = hex::decode(&earlier.head_hash).unwrap().try_into().unwrap();
+    store.append(posts("later", 10)).await.unwrap();
+
+    let report = store
+        .verify_expecting_head(earlier.head_seq, head)
+        .await
+        .unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.expected_head_matches, Some(true));
+
+    let mut other = head;
+    other[0] ^= 1;
+    let report = store
+        .verify_expecting_head(earlier.head_seq, other)
+        .await
+        .unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.expected_head_matches, Some(false));
+    assert!(
+        report.problems[0].what.contains("rewritten"),
+        "{}",
+        report.problems[0]
+    );
+
+    let report = store.verify_expecting_head(500, head).await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.problems[0].what.contains("not in the archive"),
+        "{}",
+        report.problems[0]
+    );
+    store.close().await;
 }
 
 // ---------------------------------------------------------------- crash recovery

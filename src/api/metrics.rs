@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -72,8 +72,19 @@ impl ApiMetrics {
     }
 }
 
+/// 200 when the metadata database answers, 503 otherwise. Unauthenticated,
+/// so it says nothing about the archive.
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({"status": "ok", "master_key": state.store.master_key_fingerprint()}))
+    match state.store.db().ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(error) => {
+            tracing::error!(%error, "health check: the metadata database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "reason": "metadata database"})),
+            )
+        }
+    }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -70,6 +70,10 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Also prove that the chain still passes through an earlier head,
+        /// `SEQ:HASH` as printed by an earlier `verify` (head_seq, head_hash).
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+        expect_head: Option<(u64, [u8; 32])>,
     },
     /// Counts of events, posts, channels, key epochs and segments.
     Stats {
@@ -194,7 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { json } => verify(&config, json).await,
+        Command::Verify { json, expect_head } => verify(&config, json, expect_head).await,
         Command::Stats { json } => stats(&config, json).await,
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
@@ -327,9 +331,30 @@ async fn ingest_file(config: &Config, input: &str, batch_lines: usize) -> anyhow
     })
 }
 
-async fn verify(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+fn parse_head(text: &str) -> Result<(u64, [u8; 32]), String> {
+    let (seq, hash) = text
+        .split_once(':')
+        .ok_or_else(|| "expected SEQ:HASH, e.g. 1200:9f86d0...".to_owned())?;
+    let seq = seq
+        .trim()
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hash.trim(), &mut bytes)
+        .map_err(|_| "the hash must be 64 hexadecimal digits".to_owned())?;
+    Ok((seq, bytes))
+}
+
+async fn verify(
+    config: &Config,
+    json: bool,
+    expect_head: Option<(u64, [u8; 32])>,
+) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&config.store_options()).await?;
-    let report = store.verify().await?;
+    let report = match expect_head {
+        Some((seq, hash)) => store.verify_expecting_head(seq, hash).await?,
+        None => store.verify().await?,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -353,6 +378,9 @@ fn print_verify(report: &VerifyReport) {
             "note: {} bytes past the acknowledged head (in flight, or a torn tail the next start cuts off)",
             report.unacknowledged_tail_bytes
         );
+    }
+    if report.expected_head_matches == Some(true) {
+        println!("the chain passes through the expected earlier head");
     }
     if report.ok {
         println!("OK: every record decrypts and the chain is intact");

@@ -237,6 +237,14 @@ impl Db {
         }
     }
 
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
+    }
+
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await);
     }

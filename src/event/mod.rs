@@ -552,7 +552,7 @@ fn take_at(object: &mut Map<String, Value>, problems: &mut Vec<FieldError>) -> O
     let range_problem = || {
         FieldError::new(
             "at",
-            "timestamp out of range: must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+            "timestamp out of range: must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z",
         )
     };
     match object.remove("at") {
@@ -713,6 +713,18 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<BatchEntry>, BatchError> {
     let Some(first) = first else {
         return Err(BatchError::Empty);
     };
+    // A single object (pretty-printed, say) is a batch of one.
+    if body[first] == b'{'
+        && let Ok(raw) = serde_json::from_slice::<&serde_json::value::RawValue>(body)
+    {
+        let bytes = raw.get().as_bytes();
+        return Ok(vec![BatchEntry {
+            index: 0,
+            line: None,
+            id: peek_id(bytes),
+            event: Event::from_json_bytes(bytes),
+        }]);
+    }
     if body[first] == b'[' {
         let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
             .map_err(|error| BatchError::MalformedArray(error.to_string()))?;
@@ -947,6 +959,17 @@ mod tests {
         assert!(entries[1].event.is_err());
         assert_eq!(entries[2].index, 3);
         assert!(entries[2].event.is_ok());
+    }
+
+    #[test]
+    fn a_single_pretty_printed_object_is_a_batch_of_one() {
+        let body = serde_json::to_string_pretty(&valid_post()).expect("json");
+        let entries = parse_batch(body.as_bytes()).expect("readable");
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].event.is_ok());
+        // Two objects on two lines stay NDJSON.
+        let two = format!("{}\n{}", valid_post(), valid_post());
+        assert_eq!(parse_batch(two.as_bytes()).expect("readable").len(), 2);
     }
 
     #[test]

@@ -438,7 +438,17 @@ impl Store {
 
     /// Checks every record, the chain, the checkpoints and the metadata.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        verify::verify(&self.shared, self.writer.is_some()).await
+        verify::verify(&self.shared, self.writer.is_some(), None).await
+    }
+
+    /// As [`Store::verify`], and also that the chain still passes through
+    /// an earlier head (`seq`, chain hash) kept outside the server.
+    pub async fn verify_expecting_head(
+        &self,
+        seq: u64,
+        hash: [u8; format::HASH_LEN],
+    ) -> Result<VerifyReport, StoreError> {
+        verify::verify(&self.shared, self.writer.is_some(), Some((seq, hash))).await
     }
 
     /// Rewraps every data key under `new_key` in one transaction, without

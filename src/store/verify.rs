@@ -62,11 +62,16 @@ pub struct VerifyReport {
     pub unacknowledged_tail_bytes: u64,
     /// Problems, the first of each segment (later ones follow from it).
     pub problems: Vec<VerifyProblem>,
+    /// With an expected head (an earlier `head_seq`/`head_hash` kept
+    /// elsewhere): whether the chain still passes through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_head_matches: Option<bool>,
 }
 
 pub(super) async fn verify(
     shared: &Arc<Shared>,
     is_writer: bool,
+    expect_head: Option<(u64, [u8; HASH_LEN])>,
 ) -> Result<VerifyReport, StoreError> {
     let segments = shared.db.segments().await?;
     let mut report = VerifyReport {
@@ -122,8 +127,12 @@ pub(super) async fn verify(
             expected_seq,
             &mut rows,
             is_last,
+            expect_head,
         )
         .await?;
+        if outcome.expected_head_matches.is_some() {
+            report.expected_head_matches = outcome.expected_head_matches;
+        }
         report.records += outcome.records;
         report.events += outcome.events;
         report.bytes += outcome.bytes;
@@ -165,6 +174,32 @@ pub(super) async fn verify(
             bytes = report.unacknowledged_tail_bytes,
             "bytes past the acknowledged head: in flight, or a torn tail the next start truncates"
         );
+    }
+    if let Some((seq, hash)) = expect_head {
+        let what = match report.expected_head_matches {
+            Some(true) => None,
+            Some(false) => Some(format!(
+                "the chain hash at seq {seq} is not the expected {}: the history up to it was rewritten",
+                hex::encode(hash)
+            )),
+            None => {
+                report.expected_head_matches = Some(false);
+                Some(format!(
+                    "the expected head seq {seq} is not in the archive (head is seq {}): records were removed",
+                    report.head_seq
+                ))
+            }
+        };
+        if let Some(what) = what {
+            report.problems.push(VerifyProblem {
+                segment_no: 0,
+                file: String::new(),
+                record_index: None,
+                offset: None,
+                seq: Some(seq),
+                what,
+            });
+        }
     }
     report.ok = report.problems.is_empty();
     Ok(report)
@@ -224,6 +259,7 @@ struct SegmentOutcome {
     bytes: u64,
     tail_bytes: u64,
     problem: Option<VerifyProblem>,
+    expected_head_matches: Option<bool>,
 }
 
 async fn verify_segment(
@@ -233,6 +269,7 @@ async fn verify_segment(
     mut expected_seq: u64,
     rows: &mut RowCursor<'_>,
     is_last: bool,
+    expect_head: Option<(u64, [u8; HASH_LEN])>,
 ) -> Result<SegmentOutcome, StoreError> {
     let segment_no = checkpoint.segment_no as u64;
     let file_name = format::segment_file_name(segment_no);
@@ -243,6 +280,7 @@ async fn verify_segment(
         bytes: 0,
         tail_bytes: 0,
         problem: None,
+        expected_head_matches: None,
     };
     let problem =
         |record_index: Option<u64>, offset: Option<u64>, seq: Option<u64>, what: String| {
@@ -365,27 +403,37 @@ async fn verify_segment(
                     }
                 };
                 let row = rows.peek().await?.cloned();
-                let matches = row.as_ref().is_some_and(|row| {
-                    row.seq as u64 == seq
-                        && row.event_id == event.id
-                        && row.segment_no as u64 == segment_no
-                        && row.record_offset as u64 == record.offset
-                        && row.record_len as u64 == record.record_len()
-                });
-                if !matches {
+                let expected_row = super::writer::event_row(
+                    &event,
+                    seq,
+                    segment_no,
+                    record.offset,
+                    record.record_len(),
+                    record.header.epoch_id,
+                );
+                if row.as_ref() != Some(&expected_row) {
                     let what = match row {
                         Some(row) if (row.seq as u64) < seq => format!(
                             "the metadata lists event {:?} at seq {} but the store has no such record",
                             row.event_id, row.seq
                         ),
+                        Some(row) if row.seq as u64 == seq && row.event_id == event.id => format!(
+                            "the metadata row of event {:?} disagrees with its record (location, kind, time, team, channel, user or post)",
+                            row.event_id
+                        ),
                         Some(row) if row.seq as u64 == seq => format!(
-                            "the metadata row for seq {seq} names event {:?} at another place",
+                            "the metadata row for seq {seq} names event {:?}, the record holds another",
                             row.event_id
                         ),
                         _ => format!("event record seq {seq} has no metadata row"),
                     };
                     outcome.problem = problem(here.0, here.1, Some(seq), what);
                     return Ok(outcome);
+                }
+                if let Some((expected_seq_of_head, hash)) = expect_head
+                    && expected_seq_of_head == seq
+                {
+                    outcome.expected_head_matches = Some(record.chain_hash == hash);
                 }
                 rows.next_row().await?;
                 outcome.events += 1;

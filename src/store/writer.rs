@@ -473,7 +473,7 @@ fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256) -> std::io::Result<()
     Ok(())
 }
 
-fn event_row(
+pub(super) fn event_row(
     event: &Event,
     seq: u64,
     segment_no: u64,
