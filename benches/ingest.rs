@@ -112,6 +112,14 @@ fn main() {
 
     let mut phases = Vec::new();
     let store_sqlite = runtime.block_on(bench_store(&events, None, "(b) store, SQLite metadata"));
+    if std::env::var("HOLDFAST_BENCH_ONLY_STORE").is_ok() {
+        println!(
+            "(b) store, SQLite metadata: {:.0} events/s, {} fsyncs",
+            store_sqlite.events_per_s(),
+            store_sqlite.fsyncs
+        );
+        return;
+    }
     let written = store_sqlite.bytes;
     let n_groups = store_sqlite.fsyncs.max(1);
     phases.push(bench_raw(written, n_groups, events.len()));
@@ -220,6 +228,25 @@ async fn bench_store(events: &[Event], postgres: Option<()>, name: &'static str)
         peak_rss_growth_mib: peak_growth_mib(base),
     };
     assert_eq!(store.metrics().events_stored.get(), events.len() as u64);
+    let mut text = String::new();
+    let registry = {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("dedupe_seconds", "", store.metrics().dedupe_seconds.clone());
+        registry.register("append_seconds", "", store.metrics().append_seconds.clone());
+        registry.register(
+            "metadata_seconds",
+            "",
+            store.metrics().metadata_seconds.clone(),
+        );
+        registry
+    };
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("_sum") || l.contains("_count"))
+    {
+        println!("  {name}: {line}");
+    }
     store.close().await;
     if postgres.is_some() {
         let pool = sqlx::PgPool::connect(POSTGRES_URL).await.unwrap();

@@ -60,6 +60,21 @@ impl ApiMetrics {
             store.group_commits.clone(),
         );
         registry.register(
+            "store_dedupe_seconds",
+            "Seconds per group commit looking up duplicate ids",
+            store.dedupe_seconds.clone(),
+        );
+        registry.register(
+            "store_append_seconds",
+            "Seconds per group commit encrypting, appending and syncing",
+            store.append_seconds.clone(),
+        );
+        registry.register(
+            "store_metadata_seconds",
+            "Seconds per group commit committing metadata",
+            store.metadata_seconds.clone(),
+        );
+        registry.register(
             "store_group_commit_events",
             "Events per group commit (batch size)",
             store.group_commit_events.clone(),

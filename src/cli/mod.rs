@@ -429,7 +429,7 @@ async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Resul
         .kek
         .clone()
         .unwrap_or_else(|| KekSource::File(config.data_dir.join("master.key")));
-    let (store, _recovery) = Store::open(&options).await?;
+    let (store, _recovery) = Store::open_existing(&options).await?;
     let result = match (new_key_file, &current) {
         (Some(path), _) => {
             let new_key = MasterKey::load(&KekSource::File(path.clone()))?;

@@ -577,36 +577,24 @@ async fn insert_events<C: InsertEvents>(conn: &mut C, events: &[EventRow]) -> Re
 
 impl InsertEvents for sqlx::Transaction<'_, sqlx::Sqlite> {
     async fn insert_events(&mut self, events: &[EventRow]) -> Result<(), DbError> {
-        // One JSON array of row arrays, unpacked by SQLite itself.
-        let rows: Vec<serde_json::Value> = events
-            .iter()
-            .map(|e| {
-                serde_json::json!([
-                    e.event_id,
-                    e.seq,
-                    e.segment_no,
-                    e.record_offset,
-                    e.record_len,
-                    e.epoch_id,
-                    e.kind,
-                    e.at_us,
-                    e.team,
-                    e.channel,
-                    e.user_name,
-                    e.post_id
-                ])
-            })
-            .collect();
-        let rows = serde_json::to_string(&rows).expect("rows serialize");
-        sqlx::query(&format!(
-            "INSERT INTO events ({EVENT_COLUMNS}) SELECT j.value ->> 0, j.value ->> 1, \
-             j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6, \
-             j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, j.value ->> 11 \
-             FROM json_each($1) AS j"
-        ))
-        .bind(rows)
-        .execute(&mut **self)
-        .await?;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+            query.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.event_id)
+                    .push_bind(e.seq)
+                    .push_bind(e.segment_no)
+                    .push_bind(e.record_offset)
+                    .push_bind(e.record_len)
+                    .push_bind(e.epoch_id)
+                    .push_bind(&e.kind)
+                    .push_bind(e.at_us)
+                    .push_bind(&e.team)
+                    .push_bind(&e.channel)
+                    .push_bind(&e.user_name)
+                    .push_bind(&e.post_id);
+            });
+            query.build().execute(&mut **self).await?;
+        }
         Ok(())
     }
 }

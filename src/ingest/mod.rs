@@ -124,16 +124,8 @@ pub async fn ingest_reader(
         if n_lines == 0 {
             break;
         }
-        // An array body is for HTTP; a file is NDJSON, so a leading '[' line is an entry.
-        let entries = if chunk.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            event::parse_ndjson(&chunk)
-        } else {
-            match event::parse_batch(&chunk) {
-                Ok(entries) => entries,
-                Err(BatchError::Empty) => Vec::new(),
-                Err(error) => return Err(error.into()),
-            }
-        };
+        // A file is NDJSON: every line is an entry, whatever it looks like.
+        let entries = event::parse_ndjson(&chunk);
         report.merge(store_entries(store, entries, first_line).await?);
         progress(&report);
     }

@@ -161,6 +161,12 @@ pub struct StoreMetrics {
     pub bytes_written: Counter,
     pub group_commits: Counter,
     pub group_commit_events: Histogram,
+    /// Seconds per group commit spent looking up duplicates in the metadata.
+    pub dedupe_seconds: Histogram,
+    /// Seconds per group commit spent encrypting, appending and syncing.
+    pub append_seconds: Histogram,
+    /// Seconds per group commit spent committing the metadata.
+    pub metadata_seconds: Histogram,
 }
 
 impl Default for StoreMetrics {
@@ -172,6 +178,9 @@ impl Default for StoreMetrics {
             bytes_written: Counter::default(),
             group_commits: Counter::default(),
             group_commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            dedupe_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 9)),
+            append_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 9)),
+            metadata_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 9)),
         }
     }
 }
@@ -319,14 +328,41 @@ impl Store {
     /// a crash (truncating a torn tail past the acknowledged head), and starts
     /// the writer task.
     pub async fn open(options: &StoreOptions) -> Result<(Store, RecoveryReport), StoreError> {
+        Store::open_for_writing(options, true).await
+    }
+
+    /// As [`Store::open`], but for commands that must not create an archive
+    /// (`keys rotate`): a missing archive is an error and nothing is created.
+    pub async fn open_existing(
+        options: &StoreOptions,
+    ) -> Result<(Store, RecoveryReport), StoreError> {
+        check_archive_files_exist(options)?;
+        Store::open_for_writing(options, false).await
+    }
+
+    async fn open_for_writing(
+        options: &StoreOptions,
+        may_create: bool,
+    ) -> Result<(Store, RecoveryReport), StoreError> {
         create_private_dir(&options.data_dir)?;
         let segments_dir = options.data_dir.join("segments");
         create_private_dir(&segments_dir)?;
         let lock = DataDirLock::acquire(&options.data_dir)?;
         let db = Db::connect(&options.database_url).await?;
-        let master_key = match db.get_meta("archive_id").await? {
-            Some(_) => load_and_check_key(&db, &options.kek_source()).await?,
-            None => initialise_archive(&db, options, &segments_dir).await?,
+        let opened = match db.get_meta("archive_id").await {
+            Ok(Some(_)) => load_and_check_key(&db, &options.kek_source()).await,
+            Ok(None) if may_create => initialise_archive(&db, options, &segments_dir).await,
+            Ok(None) => Err(StoreError::NoArchive {
+                data_dir: options.data_dir.display().to_string(),
+            }),
+            Err(error) => Err(error.into()),
+        };
+        let master_key = match opened {
+            Ok(key) => key,
+            Err(error) => {
+                db.close().await;
+                return Err(error);
+            }
         };
         let shared = Arc::new(Shared {
             data_dir: options.data_dir.clone(),
@@ -365,25 +401,20 @@ impl Store {
     /// Opens an existing archive for reading only: no lock, no recovery, no
     /// writes. For `get`, `stats` and `verify` beside a running server.
     pub async fn open_read_only(options: &StoreOptions) -> Result<Store, StoreError> {
-        let no_archive = || StoreError::NoArchive {
-            data_dir: options.data_dir.display().to_string(),
-        };
-        if !options.data_dir.is_dir() {
-            return Err(no_archive());
-        }
-        if let Some(path) = options
-            .database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| options.database_url.strip_prefix("sqlite:"))
-            && !Path::new(path.split('?').next().unwrap_or(path)).exists()
-        {
-            return Err(no_archive());
-        }
+        check_archive_files_exist(options)?;
         let db = Db::connect(&options.database_url).await?;
-        if db.get_meta("archive_id").await?.is_none() {
-            return Err(no_archive());
-        }
-        let master_key = load_and_check_key(&db, &options.kek_source()).await?;
+        let checked = match db.get_meta("archive_id").await {
+            Ok(Some(_)) => load_and_check_key(&db, &options.kek_source()).await,
+            Ok(None) => Err(no_archive(options)),
+            Err(error) => Err(error.into()),
+        };
+        let master_key = match checked {
+            Ok(key) => key,
+            Err(error) => {
+                db.close().await;
+                return Err(error);
+            }
+        };
         Ok(Store {
             shared: Arc::new(Shared {
                 data_dir: options.data_dir.clone(),
@@ -525,6 +556,40 @@ impl Store {
         }
         if Arc::strong_count(&self.shared) == 1 {
             self.shared.db.close().await;
+        }
+    }
+}
+
+/// Refuses early, creating nothing, when the data directory (or the SQLite
+/// file) of an archive is missing.
+fn check_archive_files_exist(options: &StoreOptions) -> Result<(), StoreError> {
+    if !options.data_dir.is_dir() {
+        return Err(no_archive(options));
+    }
+    if let Some(path) = options
+        .database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| options.database_url.strip_prefix("sqlite:"))
+        && !Path::new(path.split('?').next().unwrap_or(path)).exists()
+    {
+        return Err(no_archive(options));
+    }
+    Ok(())
+}
+
+/// "No archive", or, when segments exist, the more likely wrong database.
+fn no_archive(options: &StoreOptions) -> StoreError {
+    let segments_dir = options.data_dir.join("segments");
+    let has_segments = std::fs::read_dir(&segments_dir)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if has_segments {
+        StoreError::OrphanSegments {
+            segments_dir: segments_dir.display().to_string(),
+        }
+    } else {
+        StoreError::NoArchive {
+            data_dir: options.data_dir.display().to_string(),
         }
     }
 }

@@ -670,7 +670,12 @@ async fn write_group(
         .iter()
         .map(|&(r, e)| requests[r].events[e].id.as_str())
         .collect();
+    let started = std::time::Instant::now();
     let existing = shared.db.existing_event_ids(&ids).await?;
+    shared
+        .metrics
+        .dedupe_seconds
+        .observe(started.elapsed().as_secs_f64());
     drop(ids);
     let new: Vec<(usize, usize)> = candidates
         .into_iter()
@@ -711,6 +716,7 @@ async fn write_group(
         .collect();
 
     let segments_dir = shared.segments_dir.clone();
+    let started = std::time::Instant::now();
     let (state, outcome) = tokio::task::spawn_blocking(move || {
         let outcome = write_records(&mut state, &segments_dir, &events, &ciphers, options)
             .map_err(io_error(&segments_dir));
@@ -720,9 +726,18 @@ async fn write_group(
     .map_err(|error| StoreError::WriteFailed(format!("writer thread failed: {error}")))?;
     let outcome = outcome?;
     shared
+        .metrics
+        .append_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let started = std::time::Instant::now();
+    shared
         .db
         .commit_batch(&outcome.rows, &outcome.segment_rows)
         .await?;
+    shared
+        .metrics
+        .metadata_seconds
+        .observe(started.elapsed().as_secs_f64());
 
     for (&(r, e), row) in new.iter().zip(&outcome.rows) {
         statuses[r][e] = AppendStatus::Stored {
