@@ -370,10 +370,11 @@ impl Event {
 
     /// The UTC day of `at`, as `YYYY-MM-DD` (the day part of the key epoch).
     pub fn utc_day(&self) -> String {
-        DateTime::<Utc>::from_timestamp_micros(self.at_us)
+        use chrono::Datelike;
+        let date = DateTime::<Utc>::from_timestamp_micros(self.at_us)
             .expect("at_us was range-checked at validation")
-            .format("%Y-%m-%d")
-            .to_string()
+            .date_naive();
+        format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
     }
 }
 

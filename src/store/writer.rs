@@ -583,7 +583,81 @@ struct WriteOutcome {
     bytes: u64,
 }
 
+/// A group whose records are durable and whose metadata commit runs while
+/// the writer appends the next group. Its requests are answered when the
+/// commit ends: the answer still comes only after both.
+struct InFlight {
+    requests: Vec<WriteRequest>,
+    statuses: Vec<Vec<AppendStatus>>,
+    ids: HashSet<String>,
+    counts: GroupCounts,
+    commit: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+#[derive(Clone, Copy)]
+struct GroupCounts {
+    events: u64,
+    fsyncs: u64,
+    bytes: u64,
+}
+
+type Joined = Result<Result<(), StoreError>, tokio::task::JoinError>;
+
+impl InFlight {
+    /// Waits for the commit and answers the group. Returns whether it succeeded.
+    async fn finish(mut self, shared: &Shared, started: std::time::Instant) -> bool {
+        let joined = (&mut self.commit).await;
+        self.answer(joined, shared, started)
+    }
+
+    /// Answers the group with the commit's outcome.
+    fn answer(self, joined: Joined, shared: &Shared, started: std::time::Instant) -> bool {
+        let result = match joined {
+            Ok(result) => result,
+            Err(error) => Err(StoreError::WriteFailed(format!(
+                "metadata commit task failed: {error}"
+            ))),
+        };
+        match result {
+            Ok(()) => {
+                let metrics = &shared.metrics;
+                metrics
+                    .metadata_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.events_stored.inc_by(self.counts.events);
+                metrics.fsyncs.inc_by(self.counts.fsyncs);
+                metrics.bytes_written.inc_by(self.counts.bytes);
+                metrics.group_commits.inc();
+                metrics.group_commit_events.observe(self.counts.events as f64);
+                for (request, status) in self.requests.into_iter().zip(self.statuses) {
+                    let _ = request.reply.send(Ok(status));
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "metadata commit failed; the group was not acknowledged");
+                fail_all(self.requests, &error);
+                false
+            }
+        }
+    }
+}
+
+fn fail_all(requests: Vec<WriteRequest>, error: &StoreError) {
+    let message = error.to_string();
+    for request in requests {
+        let _ = request
+            .reply
+            .send(Err(StoreError::WriteFailed(message.clone())));
+    }
+}
+
 /// The writer task: runs until every sender is dropped.
+///
+/// Group N+1 is deduplicated, encrypted and appended while group N's
+/// metadata commits; commits run strictly in order. If a commit fails, the
+/// groups after it are failed too and the next group starts with
+/// [`recover`], which indexes whatever did reach the disk.
 pub(super) async fn run(
     shared: Arc<Shared>,
     state: WriterState,
@@ -592,7 +666,29 @@ pub(super) async fn run(
 ) {
     let mut state = Some(state);
     let mut epochs = EpochCache::default();
-    while let Some(first) = receiver.recv().await {
+    let mut in_flight: Option<(InFlight, std::time::Instant)> = None;
+    loop {
+        let first = match in_flight.as_mut() {
+            None => match receiver.recv().await {
+                Some(request) => request,
+                None => break,
+            },
+            Some((flight, _)) => tokio::select! {
+                biased;
+                request = receiver.recv() => match request {
+                    Some(request) => request,
+                    None => break,
+                },
+                joined = &mut flight.commit => {
+                    // Done: answer it now rather than with the next group.
+                    let (flight, started) = in_flight.take().expect("matched Some");
+                    if !flight.answer(joined, &shared, started) {
+                        state = None;
+                    }
+                    continue;
+                }
+            },
+        };
         let mut n_events = first.events.len();
         let mut requests = vec![first];
         while n_events < options.max_group_events {
@@ -606,61 +702,116 @@ pub(super) async fn run(
         }
         let current = match state.take() {
             Some(current) => current,
-            None => match recover(&shared).await {
-                Ok((recovered, report)) => {
-                    tracing::warn!(?report, "writer recovered after a failed write");
-                    recovered
+            None => {
+                debug_assert!(in_flight.is_none(), "a failure finishes the group in flight");
+                match recover(&shared).await {
+                    Ok((recovered, report)) => {
+                        tracing::warn!(?report, "writer recovered after a failed write");
+                        recovered
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "writer cannot recover; refusing writes");
+                        fail_all(requests, &error);
+                        continue;
+                    }
                 }
-                Err(error) => {
-                    tracing::error!(%error, "writer cannot recover; refusing writes");
-                    let message = error.to_string();
-                    for request in requests {
-                        let _ = request
-                            .reply
-                            .send(Err(StoreError::WriteFailed(message.clone())));
+            }
+        };
+        let pending_ids = in_flight.as_ref().map(|(flight, _)| &flight.ids);
+        let appended =
+            append_group(&shared, &mut epochs, current, &mut requests, pending_ids, options).await;
+        // Commits run in order: the previous group's finishes first.
+        let previous_ok = match in_flight.take() {
+            Some((flight, started)) => flight.finish(&shared, started).await,
+            None => true,
+        };
+        match appended {
+            Ok(appended) if previous_ok => {
+                if appended.rows.is_empty() {
+                    state = Some(appended.state);
+                    for (request, status) in requests.into_iter().zip(appended.statuses) {
+                        let _ = request.reply.send(Ok(status));
                     }
                     continue;
                 }
-            },
-        };
-        match write_group(&shared, &mut epochs, current, &mut requests, options).await {
-            Ok((next, statuses)) => {
-                state = Some(next);
-                for (request, status) in requests.into_iter().zip(statuses) {
-                    let _ = request.reply.send(Ok(status));
-                }
+                let db = shared.db.clone();
+                let (rows, segment_rows) = (appended.rows, appended.segment_rows);
+                let ids = rows.iter().map(|row| row.event_id.clone()).collect();
+                let counts = GroupCounts {
+                    events: rows.len() as u64,
+                    fsyncs: appended.fsyncs,
+                    bytes: appended.bytes,
+                };
+                let commit = tokio::spawn(async move {
+                    db.commit_batch(&rows, &segment_rows).await?;
+                    Ok(())
+                });
+                state = Some(appended.state);
+                in_flight = Some((
+                    InFlight {
+                        requests,
+                        statuses: appended.statuses,
+                        ids,
+                        counts,
+                        commit,
+                    },
+                    std::time::Instant::now(),
+                ));
+            }
+            Ok(_) => {
+                // Appended after a group whose metadata failed: not acknowledged;
+                // recovery indexes both from the disk.
+                fail_all(
+                    requests,
+                    &StoreError::WriteFailed("an earlier group's metadata commit failed".to_owned()),
+                );
+                state = None;
             }
             Err(error) => {
                 tracing::error!(%error, "group commit failed; nothing in it was acknowledged");
-                let message = error.to_string();
-                for request in requests {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::WriteFailed(message.clone())));
-                }
+                fail_all(requests, &error);
+                state = None;
             }
         }
     }
+    if let Some((flight, started)) = in_flight.take() {
+        flight.finish(&shared, started).await;
+    }
 }
 
-/// One group commit. On error the state is dropped: the next group starts
-/// with [`recover`], which reconciles the disk and the database.
-async fn write_group(
+/// A group appended and synced, its metadata not yet committed.
+struct Appended {
+    state: WriterState,
+    statuses: Vec<Vec<AppendStatus>>,
+    rows: Vec<EventRow>,
+    segment_rows: Vec<SegmentRow>,
+    fsyncs: u64,
+    bytes: u64,
+}
+
+/// Deduplicates a group (against the metadata, the group itself and the
+/// group in flight), makes sure its key epochs exist, and appends it. On
+/// error the state is dropped: the next group starts with [`recover`].
+async fn append_group(
     shared: &Arc<Shared>,
     epochs: &mut EpochCache,
     mut state: WriterState,
     requests: &mut [WriteRequest],
+    pending_ids: Option<&HashSet<String>>,
     options: WriterOptions,
-) -> Result<(WriterState, Vec<Vec<AppendStatus>>), StoreError> {
+) -> Result<Appended, StoreError> {
     let mut statuses: Vec<Vec<AppendStatus>> = requests
         .iter()
         .map(|request| vec![AppendStatus::Duplicate; request.events.len()])
         .collect();
-    // First occurrence of each id in the group.
+    // First occurrence of each id in the group, not already in flight.
     let mut seen = HashSet::new();
     let mut candidates: Vec<(usize, usize)> = Vec::new();
     for (request_idx, request) in requests.iter().enumerate() {
         for (event_idx, event) in request.events.iter().enumerate() {
+            if pending_ids.is_some_and(|pending| pending.contains(&event.id)) {
+                continue;
+            }
             if seen.insert(event.id.as_str()) {
                 candidates.push((request_idx, event_idx));
             }
@@ -684,7 +835,14 @@ async fn write_group(
     let n_duplicates = requests.iter().map(|r| r.events.len()).sum::<usize>() - new.len();
     shared.metrics.duplicates.inc_by(n_duplicates as u64);
     if new.is_empty() {
-        return Ok((state, statuses));
+        return Ok(Appended {
+            state,
+            statuses,
+            rows: Vec::new(),
+            segment_rows: Vec::new(),
+            fsyncs: 0,
+            bytes: 0,
+        });
     }
 
     // The events to store, moved out of their requests (answers need only statuses).
@@ -703,17 +861,20 @@ async fn write_group(
         .collect();
     drop(taken);
 
-    let keys: HashSet<EpochKey> = events.iter().map(epoch_key).collect();
-    epochs.resolve(shared, keys).await?;
-    let ciphers: Vec<(i64, Arc<Aes256Gcm>)> = events
+    let keys: Vec<EpochKey> = events.iter().map(epoch_key).collect();
+    epochs
+        .resolve(shared, keys.iter().cloned().collect())
+        .await?;
+    let ciphers: Vec<(i64, Arc<Aes256Gcm>)> = keys
         .iter()
-        .map(|event| {
+        .map(|key| {
             let (epoch_id, cipher) = epochs
-                .get(&epoch_key(event))
+                .get(key)
                 .expect("resolve() created every epoch of the group");
             (*epoch_id, Arc::clone(cipher))
         })
         .collect();
+    drop(keys);
 
     let segments_dir = shared.segments_dir.clone();
     let started = std::time::Instant::now();
@@ -729,30 +890,19 @@ async fn write_group(
         .metrics
         .append_seconds
         .observe(started.elapsed().as_secs_f64());
-    let started = std::time::Instant::now();
-    shared
-        .db
-        .commit_batch(&outcome.rows, &outcome.segment_rows)
-        .await?;
-    shared
-        .metrics
-        .metadata_seconds
-        .observe(started.elapsed().as_secs_f64());
-
     for (&(r, e), row) in new.iter().zip(&outcome.rows) {
         statuses[r][e] = AppendStatus::Stored {
             seq: row.seq as u64,
         };
     }
-    let metrics = &shared.metrics;
-    metrics.events_stored.inc_by(outcome.rows.len() as u64);
-    metrics.fsyncs.inc_by(outcome.fsyncs);
-    metrics.bytes_written.inc_by(outcome.bytes);
-    metrics.group_commits.inc();
-    metrics
-        .group_commit_events
-        .observe(outcome.rows.len() as f64);
-    Ok((state, statuses))
+    Ok(Appended {
+        state,
+        statuses,
+        rows: outcome.rows,
+        segment_rows: outcome.segment_rows,
+        fsyncs: outcome.fsyncs,
+        bytes: outcome.bytes,
+    })
 }
 
 fn epoch_key(event: &Event) -> EpochKey {
