@@ -47,4 +47,3 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_by_post ON events (post_id, seq);
-CREATE INDEX events_by_epoch ON events (epoch_id);
