@@ -114,9 +114,10 @@ fn main() {
     let store_sqlite = runtime.block_on(bench_store(&events, None, "(b) store, SQLite metadata"));
     if std::env::var("HOLDFAST_BENCH_ONLY_STORE").is_ok() {
         println!(
-            "(b) store, SQLite metadata: {:.0} events/s, {} fsyncs",
+            "(b) store, SQLite metadata: {:.0} events/s, {} fsyncs, peak RSS growth {:.0} MiB",
             store_sqlite.events_per_s(),
-            store_sqlite.fsyncs
+            store_sqlite.fsyncs,
+            store_sqlite.peak_rss_growth_mib
         );
         return;
     }

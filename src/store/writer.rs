@@ -628,7 +628,9 @@ impl InFlight {
                 metrics.fsyncs.inc_by(self.counts.fsyncs);
                 metrics.bytes_written.inc_by(self.counts.bytes);
                 metrics.group_commits.inc();
-                metrics.group_commit_events.observe(self.counts.events as f64);
+                metrics
+                    .group_commit_events
+                    .observe(self.counts.events as f64);
                 for (request, status) in self.requests.into_iter().zip(self.statuses) {
                     let _ = request.reply.send(Ok(status));
                 }
@@ -703,7 +705,10 @@ pub(super) async fn run(
         let current = match state.take() {
             Some(current) => current,
             None => {
-                debug_assert!(in_flight.is_none(), "a failure finishes the group in flight");
+                debug_assert!(
+                    in_flight.is_none(),
+                    "a failure finishes the group in flight"
+                );
                 match recover(&shared).await {
                     Ok((recovered, report)) => {
                         tracing::warn!(?report, "writer recovered after a failed write");
@@ -718,8 +723,15 @@ pub(super) async fn run(
             }
         };
         let pending_ids = in_flight.as_ref().map(|(flight, _)| &flight.ids);
-        let appended =
-            append_group(&shared, &mut epochs, current, &mut requests, pending_ids, options).await;
+        let appended = append_group(
+            &shared,
+            &mut epochs,
+            current,
+            &mut requests,
+            pending_ids,
+            options,
+        )
+        .await;
         // Commits run in order: the previous group's finishes first.
         let previous_ok = match in_flight.take() {
             Some((flight, started)) => flight.finish(&shared, started).await,
@@ -763,7 +775,9 @@ pub(super) async fn run(
                 // recovery indexes both from the disk.
                 fail_all(
                     requests,
-                    &StoreError::WriteFailed("an earlier group's metadata commit failed".to_owned()),
+                    &StoreError::WriteFailed(
+                        "an earlier group's metadata commit failed".to_owned(),
+                    ),
                 );
                 state = None;
             }
