@@ -99,7 +99,7 @@ pub struct Overrides {
 }
 
 /// `HOLDFAST_*` variables that configure holdfast (besides the one `kek_env` names).
-pub const ENV_VARS: [&str; 12] = [
+pub const ENV_VARS: [&str; 13] = [
     "HOLDFAST_CONFIG",
     "HOLDFAST_DATA_DIR",
     "HOLDFAST_LISTEN",
@@ -112,6 +112,7 @@ pub const ENV_VARS: [&str; 12] = [
     "HOLDFAST_INGEST_TOKEN",
     "HOLDFAST_MAX_BODY_BYTES",
     "HOLDFAST_LOG",
+    "HOLDFAST_LOG_FORMAT",
 ];
 
 impl Config {
@@ -256,6 +257,61 @@ impl Config {
             ingest_token_file: file.ingest.token_file,
             max_body_bytes,
         })
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn describe(&self) -> String {
+        let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+        let mut out = String::new();
+        out.push_str(&format!(
+            "data_dir = {}\n",
+            quote(&self.data_dir.display().to_string())
+        ));
+        out.push_str(&format!("listen = {}\n", quote(&self.listen.to_string())));
+        out.push_str(&format!(
+            "database_url = {}\n",
+            quote(&crate::db::redact_url(&self.database_url))
+        ));
+        out.push_str("\n[store]\n");
+        let durability = match self.durability {
+            Durability::Batch => "batch",
+            Durability::Every => "every",
+        };
+        out.push_str(&format!("durability = {}\n", quote(durability)));
+        out.push_str(&format!("segment_max_bytes = {}\n", self.segment_max_bytes));
+        out.push_str(&format!("max_group_events = {}\n", self.max_group_events));
+        out.push_str("\n[keys]\n");
+        match &self.kek {
+            None => out.push_str(&format!(
+                "# kek_file (default) = {}\n",
+                quote(&self.data_dir.join("master.key").display().to_string())
+            )),
+            Some(KekSource::File(path)) => {
+                out.push_str(&format!(
+                    "kek_file = {}\n",
+                    quote(&path.display().to_string())
+                ));
+            }
+            Some(KekSource::Env(var)) => out.push_str(&format!("kek_env = {}\n", quote(var))),
+            Some(KekSource::Command(command)) => {
+                out.push_str(&format!("kek_command = {}\n", quote(command)));
+            }
+        }
+        out.push_str("\n[ingest]\n");
+        if self.ingest_token.is_some() {
+            out.push_str("# token: set by HOLDFAST_INGEST_TOKEN (not shown)\n");
+        } else {
+            let path = self
+                .ingest_token_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("ingest.token"));
+            out.push_str(&format!(
+                "token_file = {}\n",
+                quote(&path.display().to_string())
+            ));
+        }
+        out.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
+        out
     }
 
     /// What the store needs from this configuration.
@@ -406,6 +462,26 @@ mod tests {
             .expect_err("missing")
             .to_string();
         assert!(message.contains("/nonexistent/holdfast.toml"), "{message}");
+    }
+
+    #[test]
+    fn describe_is_valid_toml_without_secrets() {
+        let environment = env(&[
+            ("HOLDFAST_INGEST_TOKEN", "a-very-secret-token-value"),
+            (
+                "HOLDFAST_DATABASE_URL",
+                "postgres://holdfast:pw-secret@db/archive",
+            ),
+        ]);
+        let config = Config::load_from(&Overrides::default(), &environment).expect("valid");
+        let text = config.describe();
+        assert!(!text.contains("a-very-secret-token-value"), "{text}");
+        assert!(!text.contains("pw-secret"), "{text}");
+        // What it prints reads back as a configuration file.
+        let (_dir, overrides) = write_config(&text);
+        let again = Config::load_from(&overrides, &[]).expect("describe output is a valid config");
+        assert_eq!(again.data_dir, config.data_dir);
+        assert_eq!(again.max_body_bytes, config.max_body_bytes);
     }
 
     #[test]

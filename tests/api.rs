@@ -1176,6 +1176,8 @@ async fn health_and_metrics_report_what_happened(backend: Backend) {
         "{text}"
     );
     assert_eq!(metric(&text, "holdfast_events_ingested_total"), 5.0);
+    assert_eq!(metric(&text, "holdfast_store_last_seq"), 5.0);
+    assert!(text.contains("holdfast_build_info{version=\""), "{text}");
     assert_eq!(metric(&text, "holdfast_events_rejected_total"), 4.0);
     assert_eq!(metric(&text, "holdfast_events_duplicate_total"), 6.0);
     assert_eq!(metric(&text, "holdfast_ingest_requests_total"), 3.0);

@@ -1530,3 +1530,65 @@ fn the_master_key_and_message_text_never_appear_in_output() {
         json!(SECRET_TEXT)
     );
 }
+
+#[test]
+fn config_prints_the_effective_configuration_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let shown = run(holdfast(&data_dir, &["config"])
+        .env("HOLDFAST_INGEST_TOKEN", "token-that-must-not-show-0123")
+        .env("HOLDFAST_DURABILITY", "every"));
+    assert_eq!(shown.code, Some(0), "{}", shown.all_output());
+    assert!(
+        shown.stdout.contains("durability = \"every\""),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains(&data_dir.display().to_string()),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        !shown.all_output().contains("token-that-must-not-show"),
+        "{}",
+        shown.all_output()
+    );
+    // It reads the configuration; it creates nothing.
+    assert!(!data_dir.exists());
+    let bad = run(holdfast(&data_dir, &["config"]).env("HOLDFAST_DURABILITY", "often"));
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("HOLDFAST_DURABILITY"), "{}", bad.stderr);
+}
+
+#[test]
+fn logs_can_be_json_lines_for_a_siem() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(
+        &input,
+        good_line("j1", "p1", &serde_json::json!(0), "hello"),
+    )
+    .unwrap();
+    let logged = run(holdfast(&data_dir, &["ingest", input.to_str().unwrap()])
+        .env("HOLDFAST_LOG", "info")
+        .env("HOLDFAST_LOG_FORMAT", "json"));
+    assert_eq!(logged.code, Some(0), "{}", logged.all_output());
+    let lines: Vec<&str> = logged
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in lines {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(value.get("level").is_some(), "{line}");
+    }
+    let bad = run(holdfast(&data_dir, &["stats"]).env("HOLDFAST_LOG_FORMAT", "xml"));
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("HOLDFAST_LOG_FORMAT"), "{}", bad.stderr);
+    let bad = run(holdfast(&data_dir, &["stats"]).env("HOLDFAST_LOG", "[[["));
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("HOLDFAST_LOG"), "{}", bad.stderr);
+}

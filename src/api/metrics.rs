@@ -60,6 +60,22 @@ impl ApiMetrics {
             store.group_commits.clone(),
         );
         registry.register(
+            "store_last_seq",
+            "Sequence number of the newest acknowledged event",
+            store.last_seq.clone(),
+        );
+        let build_info = prometheus_client::metrics::family::Family::<
+            Vec<(String, String)>,
+            prometheus_client::metrics::gauge::Gauge,
+        >::default();
+        build_info
+            .get_or_create(&vec![(
+                "version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )])
+            .set(1);
+        registry.register("build_info", "holdfast build", build_info);
+        registry.register(
             "store_dedupe_seconds",
             "Seconds per group commit looking up duplicate ids",
             store.dedupe_seconds.clone(),

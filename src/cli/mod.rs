@@ -81,6 +81,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the effective configuration (defaults, file, environment,
+    /// flags), secrets redacted; exit 2 naming the problem if it is invalid.
+    Config,
     /// Master key management.
     Keys {
         #[command(subcommand)]
@@ -124,7 +127,10 @@ pub enum KeysCommand {
 /// Runs the CLI; the returned code is the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(message) = init_tracing() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,14 +150,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Logs go to stderr: readable text, or one JSON object per line with
+/// `HOLDFAST_LOG_FORMAT=json` (for a SIEM). `HOLDFAST_LOG` is the filter.
+fn init_tracing() -> Result<(), String> {
+    let filter = match std::env::var("HOLDFAST_LOG") {
+        Ok(directives) => tracing_subscriber::EnvFilter::try_new(&directives)
+            .map_err(|error| format!("HOLDFAST_LOG={directives:?} is not a log filter: {error}"))?,
+        Err(_) => tracing_subscriber::EnvFilter::new("info"),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("HOLDFAST_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("text") | Err(_) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => {
+            return Err(format!(
+                "HOLDFAST_LOG_FORMAT={other:?} is not one of text, json"
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -176,6 +197,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(&overrides)?;
     match cli.command {
+        Command::Config => {
+            print!("{}", config.describe());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { .. } => serve(&config).await,
         Command::Ingest { input, batch_lines } => ingest_file(&config, &input, batch_lines).await,
         Command::Get { id } => {

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, Payload};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{mpsc, oneshot};
 
@@ -161,6 +162,8 @@ pub struct StoreMetrics {
     pub bytes_written: Counter,
     pub group_commits: Counter,
     pub group_commit_events: Histogram,
+    /// Sequence number of the newest acknowledged event.
+    pub last_seq: Gauge,
     /// Seconds per group commit spent looking up duplicates in the metadata.
     pub dedupe_seconds: Histogram,
     /// Seconds per group commit spent encrypting, appending and syncing.
@@ -178,6 +181,7 @@ impl Default for StoreMetrics {
             bytes_written: Counter::default(),
             group_commits: Counter::default(),
             group_commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            last_seq: Gauge::default(),
             dedupe_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 9)),
             append_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 9)),
             metadata_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 9)),
@@ -373,6 +377,7 @@ impl Store {
             metrics: StoreMetrics::default(),
         });
         let (state, report) = writer::recover(&shared).await?;
+        shared.metrics.last_seq.set(state.last_seq() as i64);
         if report.recovered_records > 0 || report.truncated.is_some() {
             tracing::warn!(
                 recovered_records = report.recovered_records,

@@ -74,6 +74,10 @@ pub(super) struct WriterState {
 }
 
 impl WriterState {
+    pub(super) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     fn segment_row(&self, sealed: Option<(i64, Vec<u8>)>) -> SegmentRow {
         let (sealed_at_ms, file_sha256) = match sealed {
             Some((at, sha)) => (Some(at), Some(sha)),
@@ -596,6 +600,7 @@ struct InFlight {
 
 #[derive(Clone, Copy)]
 struct GroupCounts {
+    last_seq: u64,
     events: u64,
     fsyncs: u64,
     bytes: u64,
@@ -625,6 +630,7 @@ impl InFlight {
                     .metadata_seconds
                     .observe(started.elapsed().as_secs_f64());
                 metrics.events_stored.inc_by(self.counts.events);
+                metrics.last_seq.set(self.counts.last_seq as i64);
                 metrics.fsyncs.inc_by(self.counts.fsyncs);
                 metrics.bytes_written.inc_by(self.counts.bytes);
                 metrics.group_commits.inc();
@@ -750,6 +756,7 @@ pub(super) async fn run(
                 let (rows, segment_rows) = (appended.rows, appended.segment_rows);
                 let ids = rows.iter().map(|row| row.event_id.clone()).collect();
                 let counts = GroupCounts {
+                    last_seq: appended.state.last_seq,
                     events: rows.len() as u64,
                     fsyncs: appended.fsyncs,
                     bytes: appended.bytes,
