@@ -500,6 +500,29 @@ async fn an_earlier_head_kept_elsewhere_is_checked() {
         report.problems[0]
     );
 
+    // A head taken right after a segment was sealed is the new segment's
+    // chain start: it still proves the history up to it.
+    let mut sealed = TestArchive::new(Backend::Sqlite).await;
+    sealed.options.segment_max_bytes = 4096 + 64;
+    let small = sealed.open().await;
+    let empty = small.verify().await.unwrap();
+    assert_eq!(empty.head_seq, 0);
+    let start: [u8; 32] = hex::decode(&empty.head_hash).unwrap().try_into().unwrap();
+    for round in 0..40 {
+        small.append(posts(&format!("r{round}"), 1)).await.unwrap();
+        let report = small.verify().await.unwrap();
+        let hash: [u8; 32] = hex::decode(&report.head_hash).unwrap().try_into().unwrap();
+        let again = small
+            .verify_expecting_head(report.head_seq, hash)
+            .await
+            .unwrap();
+        assert!(again.ok, "round {round}: {:?}", again.problems);
+    }
+    assert!(small.db().segments().await.unwrap().len() > 2);
+    let from_start = small.verify_expecting_head(0, start).await.unwrap();
+    assert!(from_start.ok, "{:?}", from_start.problems);
+    small.close().await;
+
     let report = store.verify_expecting_head(500, head).await.unwrap();
     assert!(!report.ok);
     assert!(

@@ -130,8 +130,11 @@ pub(super) async fn verify(
             expect_head,
         )
         .await?;
-        if outcome.expected_head_matches.is_some() {
-            report.expected_head_matches = outcome.expected_head_matches;
+        if let Some(matches) = outcome.expected_head_matches {
+            // The head may be seq N's record, the seal after it, or the
+            // chain start of the segment after that: any one matching counts.
+            report.expected_head_matches =
+                Some(matches || report.expected_head_matches == Some(true));
         }
         report.records += outcome.records;
         report.events += outcome.events;
@@ -333,11 +336,15 @@ async fn verify_segment(
         );
         return Ok(outcome);
     }
-    let mut reader = match RecordReader::new(
-        file,
-        SEGMENT_HEADER_LEN as u64,
-        format::chain_start(&header_bytes),
-    ) {
+    let chain_start = format::chain_start(&header_bytes);
+    // A head taken when this segment was new and empty is its chain start.
+    if let Some((head_seq, hash)) = expect_head
+        && head_seq + 1 == expected_seq
+        && hash == chain_start
+    {
+        outcome.expected_head_matches = Some(true);
+    }
+    let mut reader = match RecordReader::new(file, SEGMENT_HEADER_LEN as u64, chain_start) {
         Ok(reader) => reader,
         Err(error) => {
             outcome.problem = problem(None, None, None, format!("read error: {error}"));
@@ -373,6 +380,12 @@ async fn verify_segment(
         match record.header.record_type {
             RecordType::Seal => {
                 sealed_with = format::decode_seal(&record.payload).map(|(n, _)| n);
+                if let Some((head_seq, hash)) = expect_head
+                    && head_seq + 1 == expected_seq
+                    && hash == record.chain_hash
+                {
+                    outcome.expected_head_matches = Some(true);
+                }
             }
             RecordType::Event => {
                 let seq = record.header.seq;
@@ -433,7 +446,9 @@ async fn verify_segment(
                 if let Some((expected_seq_of_head, hash)) = expect_head
                     && expected_seq_of_head == seq
                 {
-                    outcome.expected_head_matches = Some(record.chain_hash == hash);
+                    outcome.expected_head_matches = Some(
+                        record.chain_hash == hash || outcome.expected_head_matches == Some(true),
+                    );
                 }
                 rows.next_row().await?;
                 outcome.events += 1;
