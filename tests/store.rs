@@ -275,7 +275,49 @@ async fn verify_beside_a_busy_writer_reports_no_false_damage(backend: Backend) {
     store.close().await;
 }
 
+async fn followers_read_the_archive_in_order_across_segments(backend: Backend) {
+    let mut archive = TestArchive::new(backend).await;
+    archive.options.segment_max_bytes = 8 * 1024;
+    let store = archive.open().await;
+    let mut appended = Vec::new();
+    for round in 0..5 {
+        let batch = posts(&format!("f{round}"), 13);
+        store.append(batch.clone()).await.unwrap();
+        // A duplicate in the middle stores nothing and leaves no gap.
+        store.append(vec![batch[0].clone()]).await.unwrap();
+        appended.extend(batch);
+    }
+    assert!(store.db().segments().await.unwrap().len() > 2);
+    let mut read = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store.events_from(next, 7).await.unwrap();
+        let Some(last) = page.last() else { break };
+        next = last.seq + 1;
+        read.extend(page);
+    }
+    assert_eq!(read.len(), appended.len());
+    for (i, (stored, original)) in read.iter().zip(&appended).enumerate() {
+        assert_eq!(stored.seq, i as u64 + 1);
+        assert_eq!(&stored.event, original);
+    }
+    assert!(store.events_from(next, 7).await.unwrap().is_empty());
+
+    // A damaged record is an error, never a wrong or silently missing event.
+    let rows = store.db().events_from_seq(20, 1).await.unwrap();
+    let path = archive
+        .segments_dir()
+        .join(format!("{:012}.seg", rows[0].segment_no));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(rows[0].record_offset + 50) as usize] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = store.events_from(15, 10).await.err().unwrap();
+    assert!(matches!(error, StoreError::Unreadable { .. }), "{error}");
+    store.close().await;
+}
+
 both_backends!(
+    followers_read_the_archive_in_order_across_segments,
     verify_beside_a_busy_writer_reports_no_false_damage,
     appends_dedupes_and_reads_back,
     keeps_every_version_of_a_post,

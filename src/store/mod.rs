@@ -290,9 +290,29 @@ impl Shared {
         .await
         .map_err(|error| unreadable(error.to_string()))?
         .map_err(unreadable)?;
-        if record.header.seq != row.seq as u64 || record.header.epoch_id != row.epoch_id as u64 {
+        self.open_record(row, &record).await
+    }
+
+    /// Checks a record read from disk against its metadata row and decrypts it.
+    async fn open_record(
+        &self,
+        row: &EventRow,
+        record: &segment::ScannedRecord,
+    ) -> Result<StoredEvent, StoreError> {
+        let segment_no = row.segment_no as u64;
+        let offset = row.record_offset as u64;
+        let unreadable = |what: String| StoreError::Unreadable {
+            event_id: row.event_id.clone(),
+            segment_no,
+            offset,
+            what,
+        };
+        if record.offset != offset
+            || record.header.seq != row.seq as u64
+            || record.header.epoch_id != row.epoch_id as u64
+        {
             return Err(unreadable(
-                "the record's sequence number or epoch differs from the metadata".to_owned(),
+                "the record's place, sequence number or epoch differs from the metadata".to_owned(),
             ));
         }
         let cipher = self.cipher(row.epoch_id).await?;
@@ -468,6 +488,56 @@ impl Store {
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             events.push(self.shared.read_event(row).await?);
+        }
+        Ok(events)
+    }
+
+    /// Events with `seq >= from_seq`, in order, at most `limit`: for readers
+    /// that follow the archive in order (the search index, exports). Each run
+    /// of adjacent records is read with one read, and every record's chain
+    /// link, sequence number, metadata and decryption are checked.
+    pub async fn events_from(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self
+            .shared
+            .db
+            .events_from_seq(from_seq as i64, limit as i64)
+            .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start + 1;
+            while end < rows.len()
+                && rows[end].segment_no == rows[start].segment_no
+                && rows[end].record_offset == rows[end - 1].record_offset + rows[end - 1].record_len
+            {
+                end += 1;
+            }
+            let run = &rows[start..end];
+            let first = &run[0];
+            let unreadable = |what: String| StoreError::Unreadable {
+                event_id: first.event_id.clone(),
+                segment_no: first.segment_no as u64,
+                offset: first.record_offset as u64,
+                what,
+            };
+            let path = segment::segment_path(&self.shared.segments_dir, first.segment_no as u64);
+            let offset = first.record_offset as u64;
+            let lens: Vec<u64> = run.iter().map(|row| row.record_len as u64).collect();
+            let records = tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::open(&path).map_err(|error| error.to_string())?;
+                segment::read_records_at(&file, offset, &lens)
+            })
+            .await
+            .map_err(|error| unreadable(error.to_string()))?
+            .map_err(unreadable)?;
+            for (row, record) in run.iter().zip(records) {
+                events.push(self.shared.open_record(row, &record).await?);
+            }
+            start = end;
         }
         Ok(events)
     }

@@ -154,9 +154,23 @@ pub fn read_header(file: &File) -> Result<(SegmentHeader, [u8; SEGMENT_HEADER_LE
 /// Reads one record at `offset` and checks its own chain link (against the
 /// 32 bytes before it, or the segment's chain start for the first record).
 pub fn read_record_at(file: &File, offset: u64, len: u64) -> Result<ScannedRecord, String> {
-    let mut bytes = vec![0u8; len as usize];
+    let mut records = read_records_at(file, offset, &[len])?;
+    records
+        .pop()
+        .ok_or_else(|| format!("no record at offset {offset}"))
+}
+
+/// Reads adjacent records starting at `offset`, of the given lengths, with
+/// one read, checking each one's chain link to the one before.
+pub fn read_records_at(
+    file: &File,
+    offset: u64,
+    lens: &[u64],
+) -> Result<Vec<ScannedRecord>, String> {
+    let total: u64 = lens.iter().sum();
+    let mut bytes = vec![0u8; total as usize];
     file.read_exact_at(&mut bytes, offset)
-        .map_err(|error| format!("cannot read record at offset {offset}: {error}"))?;
+        .map_err(|error| format!("cannot read {total} bytes at offset {offset}: {error}"))?;
     let prev_hash: Hash = if offset == SEGMENT_HEADER_LEN as u64 {
         let (_, header_bytes) = read_header(file)?;
         format::chain_start(&header_bytes)
@@ -171,13 +185,25 @@ pub fn read_record_at(file: &File, offset: u64, len: u64) -> Result<ScannedRecor
         offset,
         prev_hash,
     };
-    match reader.next_record() {
-        Ok(Some(record)) if record.record_len() == len => Ok(record),
-        Ok(_) => Err(format!(
-            "record at offset {offset} does not have the recorded length {len}"
-        )),
-        Err(fault) => Err(fault.reason),
+    let mut records = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let at = reader.offset();
+        match reader.next_record() {
+            Ok(Some(record)) if record.record_len() == len => records.push(record),
+            Ok(_) => {
+                return Err(format!(
+                    "record at offset {at} does not have the recorded length {len}"
+                ));
+            }
+            Err(fault) => {
+                return Err(format!(
+                    "record at offset {}: {}",
+                    fault.offset, fault.reason
+                ));
+            }
+        }
     }
+    Ok(records)
 }
 
 /// Creates a new segment file (0600) holding only its header, durably.
