@@ -26,7 +26,7 @@ async fn appends_dedupes_and_reads_back(backend: Backend) {
         .iter()
         .map(|s| match s {
             AppendStatus::Stored { seq } => *seq,
-            AppendStatus::Duplicate => 0,
+            AppendStatus::Duplicate | AppendStatus::TooLarge { .. } => 0,
         })
         .collect();
     assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
@@ -138,6 +138,15 @@ async fn rotating_the_master_key_rewraps_without_touching_segments(backend: Back
     let store = archive.open().await;
     store.append(posts("k", 30)).await.unwrap();
     let segment = archive.segments_dir().join("000000000001.seg");
+    // Refused while another handle could still append under the old key.
+    let error = store
+        .clone()
+        .rotate_master_key(&MasterKey::generate())
+        .await
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("other handles"), "{error}");
+    store.append(posts("still-open", 1)).await.unwrap();
     let before = std::fs::read(&segment).unwrap();
     let old_fingerprint = store.master_key_fingerprint().to_owned();
 
@@ -147,10 +156,10 @@ async fn rotating_the_master_key_rewraps_without_touching_segments(backend: Back
     let n = store.rotate_master_key(&new_key).await.unwrap();
     let epochs: HashSet<(String, String)> = posts("k", 30)
         .iter()
+        .chain(&posts("still-open", 1))
         .map(|e| (e.channel.clone(), e.utc_day()))
         .collect();
     assert_eq!(n as usize, epochs.len(), "one data key per channel and day");
-    store.close().await;
     assert_eq!(std::fs::read(&segment).unwrap(), before);
 
     // The old key (still in the data dir) no longer opens anything.
@@ -450,12 +459,15 @@ async fn removed_reordered_and_truncated_records_are_named() {
     );
     std::fs::write(last, &last_bytes).unwrap();
 
-    // Delete a whole sealed segment: the next one no longer links.
+    // Delete a whole sealed segment: only
+    // it is named (the segments after it are healthy).
     let second = std::fs::read(&files[1]).unwrap();
     std::fs::remove_file(&files[1]).unwrap();
     let report = store.verify().await.unwrap();
     assert!(!report.ok);
     assert_eq!(report.problems[0].segment_no, 2, "{}", report.problems[0]);
+    let named: Vec<u64> = report.problems.iter().map(|p| p.segment_no).collect();
+    assert_eq!(named, [2], "{:?}", report.problems);
     std::fs::write(&files[1], &second).unwrap();
 
     // Swap two sealed segments' contents.
@@ -691,6 +703,79 @@ async fn a_torn_tail_at_any_point_is_recovered(backend: Backend) {
         assert!(matches!(statuses[0], AppendStatus::Stored { .. }));
         store.close().await;
     }
+}
+
+/// A metadata commit that fails leaves records on disk that nobody was told
+/// are stored: the writer cuts them before taking more, so they never turn
+/// up later, and the archive keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_metadata_commit_is_not_acknowledged_and_leaves_no_trace() {
+    let mut archive = TestArchive::new(Backend::Sqlite).await;
+    archive.options.segment_max_bytes = 4096 + 64;
+    let store = archive.open().await;
+    store.append(posts("ok1", 5)).await.unwrap();
+    let holdfast::db::Db::Sqlite(pool) = store.db() else {
+        unreachable!("sqlite archive");
+    };
+    sqlx::query(
+        "CREATE TRIGGER refuse_fail BEFORE INSERT ON events WHEN NEW.event_id LIKE 'fail-%' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    // Big enough to roll over into new segments before the commit fails.
+    let error = store.append(posts("fail", 30)).await.err().unwrap();
+    assert!(matches!(error, StoreError::WriteFailed(_)), "{error}");
+    sqlx::query("DROP TRIGGER refuse_fail")
+        .execute(pool)
+        .await
+        .unwrap();
+
+    store.append(posts("ok2", 5)).await.unwrap();
+    for id in ["ok1-0", "ok1-4", "ok2-0", "ok2-4"] {
+        assert!(store.get_event(id).await.unwrap().is_some(), "{id}");
+    }
+    assert!(store.get_event("fail-0").await.unwrap().is_none());
+    let report = store.verify().await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.events, 10);
+    assert_eq!(report.unacknowledged_tail_bytes, 0);
+    store.close().await;
+    // Nothing of the failed group comes back at the next start either.
+    let (store, recovery) = Store::open(&archive.options).await.unwrap();
+    assert_eq!(recovery.recovered_records, 0);
+    assert!(store.get_event("fail-0").await.unwrap().is_none());
+    // And it can be sent again.
+    let statuses = store.append(posts("fail", 30)).await.unwrap();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, AppendStatus::Stored { .. }))
+    );
+    assert!(store.verify().await.unwrap().ok);
+    store.close().await;
+}
+
+/// An event built in code (an importer) can be larger than a record may
+/// hold: it is refused, never stored unreadable, and its batch goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_a_record_is_refused_alone() {
+    let archive = TestArchive::new(Backend::Sqlite).await;
+    let store = archive.open().await;
+    let mut big = helpers::event_json("big", "member_join", None);
+    big["props"] = serde_json::json!({"raw": "x".repeat(2 * 1024 * 1024)});
+    let big = Event::from_json(big).unwrap();
+    let mut batch = posts("around", 2);
+    batch.insert(1, big);
+    let statuses = store.append(batch).await.unwrap();
+    assert!(matches!(statuses[0], AppendStatus::Stored { .. }));
+    assert!(matches!(statuses[1], AppendStatus::TooLarge { bytes } if bytes > 2 * 1024 * 1024));
+    assert!(matches!(statuses[2], AppendStatus::Stored { .. }));
+    assert!(store.get_event("big").await.unwrap().is_none());
+    assert!(store.get_event("around-1").await.unwrap().is_some());
+    assert!(store.verify().await.unwrap().ok);
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -454,8 +454,13 @@ async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Resul
         .kek
         .clone()
         .unwrap_or_else(|| KekSource::File(config.data_dir.join("master.key")));
+    if new_key_file.is_none() && !matches!(current, KekSource::File(_)) {
+        bail!(
+            "the master key comes from {current}; generate a new key (holdfast keys generate --out FILE) and pass it with --new-key-file"
+        );
+    }
     let (store, _recovery) = Store::open_existing(&options).await?;
-    let result = match (new_key_file, &current) {
+    match (new_key_file, &current) {
         (Some(path), _) => {
             let new_key = MasterKey::load(&KekSource::File(path.clone()))?;
             let n = store.rotate_master_key(&new_key).await?;
@@ -475,9 +480,11 @@ async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Resul
             let new_key = MasterKey::generate();
             new_key.write_new_file(&staged)?;
             let n = store.rotate_master_key(&new_key).await?;
-            std::fs::rename(&staged, path).with_context(|| {
-                format!("cannot move {} over {}", staged.display(), path.display())
-            })?;
+            std::fs::rename(&staged, path)
+                .and_then(|()| keys::sync_parent_dir(path))
+                .with_context(|| {
+                    format!("cannot move {} over {}", staged.display(), path.display())
+                })?;
             println!(
                 "rewrapped {n} data keys under a new key {} written to {}",
                 new_key.fingerprint(),
@@ -485,10 +492,6 @@ async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Resul
             );
             Ok(ExitCode::SUCCESS)
         }
-        (None, source) => Err(anyhow::anyhow!(
-            "the master key comes from {source}; generate a new key (holdfast keys generate --out FILE) and pass it with --new-key-file"
-        )),
-    };
-    store.close().await;
-    result
+        (None, source) => unreachable!("refused above: {source}"),
+    }
 }

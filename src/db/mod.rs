@@ -723,8 +723,29 @@ fn create_private_file(path: &Path) -> Result<(), DbError> {
         })
 }
 
-/// The URL without its password, for error messages.
+/// The URL without its password (in the user part or a `password=`
+/// query parameter), for error messages and `holdfast config`.
 pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = redact_userinfo(base);
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
+    }
+    redacted
+}
+
+fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -753,5 +774,9 @@ mod tests {
             "postgres://holdfast:***@db:5432/archive"
         );
         assert_eq!(redact_url("postgres://db/archive"), "postgres://db/archive");
+        assert_eq!(
+            redact_url("postgres://u@db/archive?sslmode=require&password=s3cret"),
+            "postgres://u@db/archive?sslmode=require&password=***"
+        );
     }
 }

@@ -68,9 +68,17 @@ async fn store_entries(
 ) -> Result<IngestReport, IngestError> {
     let mut report = IngestReport::default();
     let mut events: Vec<Event> = Vec::with_capacity(entries.len());
+    // Where each event came from, to name one the store refuses.
+    let mut origins: Vec<(usize, Option<usize>)> = Vec::with_capacity(entries.len());
     for entry in entries {
         match entry.event {
-            Ok(event) => events.push(event),
+            Ok(event) => {
+                origins.push((
+                    entry.index + line_offset,
+                    entry.line.map(|line| line + line_offset),
+                ));
+                events.push(event);
+            }
             Err(error) => report.rejected.push(Rejected {
                 index: entry.index + line_offset,
                 line: entry.line.map(|line| line + line_offset),
@@ -79,55 +87,137 @@ async fn store_entries(
             }),
         }
     }
-    for status in store.append(events).await? {
+    let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+    let statuses = store.append(events).await?;
+    for ((status, (index, line)), id) in statuses.into_iter().zip(origins).zip(ids) {
         match status {
             AppendStatus::Stored { .. } => report.accepted += 1,
             AppendStatus::Duplicate => report.duplicates += 1,
+            AppendStatus::TooLarge { bytes } => report.rejected.push(Rejected {
+                index,
+                line,
+                id: Some(id),
+                error: format!(
+                    "(event): event is {bytes} bytes once normalised, more than the limit of {}",
+                    crate::event::MAX_CANONICAL_EVENT_BYTES
+                ),
+            }),
         }
     }
+    report.rejected.sort_by_key(|rejected| rejected.index);
     Ok(report)
 }
 
 /// Streams NDJSON from a reader in chunks of `chunk_lines` lines, so memory
-/// stays bounded whatever the input's size. `progress` is called after each
+/// stays bounded whatever the input's size: a line longer than an event may
+/// be is cut (and then rejected by its size) rather than read whole.
+/// Reading happens on a blocking thread. `progress` is called after each
 /// chunk with the running report.
-pub async fn ingest_reader(
+pub async fn ingest_reader<R>(
     store: &Store,
-    mut reader: impl BufRead,
+    reader: R,
     chunk_lines: usize,
     mut progress: impl FnMut(&IngestReport),
-) -> Result<IngestReport, IngestError> {
+) -> Result<IngestReport, IngestError>
+where
+    R: BufRead + Send + 'static,
+{
     let mut report = IngestReport::default();
+    let mut reader = Some(reader);
     let mut line_no = 0usize;
     loop {
-        let mut chunk = Vec::new();
         let first_line = line_no;
-        let mut n_lines = 0;
-        while n_lines < chunk_lines {
-            let start = chunk.len();
-            let n = reader
-                .read_until(b'\n', &mut chunk)
-                .map_err(|source| IngestError::Read {
-                    line: line_no + 1,
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            if chunk.last() != Some(&b'\n') {
-                chunk.push(b'\n');
-            }
-            debug_assert!(chunk.len() > start);
-            n_lines += 1;
-            line_no += 1;
-        }
+        let mut taken = reader
+            .take()
+            .expect("the reader comes back after every chunk");
+        let (back, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = read_chunk(&mut taken, chunk_lines, first_line);
+            (taken, chunk)
+        })
+        .await
+        .map_err(|error| StoreError::WriteFailed(format!("reader thread failed: {error}")))?;
+        reader = Some(back);
+        let (chunk, n_lines) = chunk?;
         if n_lines == 0 {
             break;
         }
+        line_no += n_lines;
         // A file is NDJSON: every line is an entry, whatever it looks like.
         let entries = event::parse_ndjson(&chunk);
         report.merge(store_entries(store, entries, first_line).await?);
         progress(&report);
     }
     Ok(report)
+}
+
+/// Reads up to `max_lines` lines, each cut at one byte over the event limit.
+fn read_chunk(
+    reader: &mut impl BufRead,
+    max_lines: usize,
+    first_line: usize,
+) -> Result<(Vec<u8>, usize), IngestError> {
+    let cap = event::MAX_EVENT_BYTES + 1;
+    let mut chunk = Vec::new();
+    let mut n_lines = 0;
+    while n_lines < max_lines {
+        let line_start = chunk.len();
+        let mut ended = false;
+        let mut any = false;
+        while !ended {
+            let available = reader.fill_buf().map_err(|source| IngestError::Read {
+                line: first_line + n_lines + 1,
+                source,
+            })?;
+            if available.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, used) = match available.iter().position(|b| *b == b'\n') {
+                Some(newline) => {
+                    ended = true;
+                    (newline, newline + 1)
+                }
+                None => (available.len(), available.len()),
+            };
+            let room = cap.saturating_sub(chunk.len() - line_start);
+            chunk.extend_from_slice(&available[..take.min(room)]);
+            reader.consume(used);
+        }
+        if !any {
+            break;
+        }
+        chunk.push(b'\n');
+        n_lines += 1;
+    }
+    Ok((chunk, n_lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_keep_line_numbers_and_cut_overlong_lines() {
+        let long = "x".repeat(3 * event::MAX_EVENT_BYTES);
+        let input = format!("a\n{long}\r\nb\n\nc");
+        let mut reader = std::io::BufReader::with_capacity(4096, input.as_bytes());
+        let (chunk, n) = read_chunk(&mut reader, 3, 0).expect("reads");
+        assert_eq!(n, 3);
+        let lines: Vec<&[u8]> = chunk.split(|b| *b == b'\n').collect();
+        assert_eq!(lines[0], b"a");
+        assert_eq!(
+            lines[1].len(),
+            event::MAX_EVENT_BYTES + 1,
+            "cut, not read whole"
+        );
+        assert_eq!(lines[2], b"b");
+        let (rest, n) = read_chunk(&mut reader, 10, 3).expect("reads");
+        assert_eq!(n, 2);
+        assert_eq!(rest, b"\nc\n");
+        let (_, n) = read_chunk(&mut reader, 10, 5).expect("reads");
+        assert_eq!(n, 0);
+        let entries = event::parse_ndjson(&chunk);
+        let error = entries[1].event.as_ref().expect_err("too long");
+        assert!(error.to_string().contains("more than the limit"), "{error}");
+    }
 }

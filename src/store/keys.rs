@@ -197,7 +197,7 @@ impl MasterKey {
         let text = Zeroizing::new(format!("{}\n", hex::encode(self.key.expose_secret())));
         file.write_all(text.as_bytes()).map_err(write_error)?;
         file.sync_all().map_err(write_error)?;
-        Ok(())
+        sync_parent_dir(path).map_err(write_error)
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -246,6 +246,16 @@ impl MasterKey {
             bytes: Zeroizing::new(bytes),
         })
     }
+}
+
+/// Makes a new or renamed directory entry durable: a key file that vanishes
+/// after a power loss would leave the archive unreadable.
+pub fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// Where `keys rotate` stages a generated key before it replaces the key

@@ -142,6 +142,9 @@ pub enum AppendStatus {
     Stored { seq: u64 },
     /// The same id was stored before (or earlier in the same batch).
     Duplicate,
+    /// Not stored: once normalised the event is larger than a record may
+    /// hold (`bytes` of JSON; the limit is `MAX_CANONICAL_EVENT_BYTES`).
+    TooLarge { bytes: usize },
 }
 
 /// An event read back from the store, with where it lives.
@@ -206,9 +209,15 @@ struct Shared {
     /// Unwrapped data keys by epoch id. Never printed; dropped with the store.
     ciphers: Mutex<HashMap<i64, Arc<Aes256Gcm>>>,
     metrics: StoreMetrics,
+    /// The writer lock: held as long as anything (the writer task included)
+    /// can still write.
+    _lock: Option<DataDirLock>,
 }
 
 const MAX_CACHED_CIPHERS: usize = 50_000;
+
+/// Largest single read of adjacent records in `events_from`.
+const MAX_RUN_BYTES: i64 = 8 * 1024 * 1024;
 
 impl Shared {
     async fn cipher(&self, epoch_id: i64) -> Result<Arc<Aes256Gcm>, StoreError> {
@@ -342,8 +351,7 @@ struct WriteRequest {
 pub struct Store {
     shared: Arc<Shared>,
     writer: Option<mpsc::Sender<WriteRequest>>,
-    writer_task: Option<Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>>,
-    _lock: Option<Arc<DataDirLock>>,
+    writer_task: Option<Arc<tokio::task::JoinHandle<()>>>,
 }
 
 impl Store {
@@ -395,8 +403,9 @@ impl Store {
             master_key,
             ciphers: Mutex::new(HashMap::new()),
             metrics: StoreMetrics::default(),
+            _lock: Some(lock),
         });
-        let (state, report) = writer::recover(&shared).await?;
+        let (state, report) = writer::recover(&shared, writer::RecoveryMode::Startup).await?;
         shared.metrics.last_seq.set(state.last_seq() as i64);
         if report.recovered_records > 0 || report.truncated.is_some() {
             tracing::warn!(
@@ -416,8 +425,7 @@ impl Store {
             Store {
                 shared,
                 writer: Some(sender),
-                writer_task: Some(Arc::new(tokio::sync::Mutex::new(Some(task)))),
-                _lock: Some(Arc::new(lock)),
+                writer_task: Some(Arc::new(task)),
             },
             report,
         ))
@@ -448,10 +456,10 @@ impl Store {
                 master_key,
                 ciphers: Mutex::new(HashMap::new()),
                 metrics: StoreMetrics::default(),
+                _lock: None,
             }),
             writer: None,
             writer_task: None,
-            _lock: None,
         })
     }
 
@@ -509,11 +517,15 @@ impl Store {
         let mut events = Vec::with_capacity(rows.len());
         let mut start = 0;
         while start < rows.len() {
+            // A run: adjacent records of one segment, at most a few MiB.
             let mut end = start + 1;
+            let mut run_bytes = rows[start].record_len;
             while end < rows.len()
                 && rows[end].segment_no == rows[start].segment_no
                 && rows[end].record_offset == rows[end - 1].record_offset + rows[end - 1].record_len
+                && run_bytes + rows[end].record_len <= MAX_RUN_BYTES
             {
+                run_bytes += rows[end].record_len;
                 end += 1;
             }
             let run = &rows[start..end];
@@ -559,10 +571,20 @@ impl Store {
 
     /// Rewraps every data key under `new_key` in one transaction, without
     /// touching a segment. Afterwards only `new_key` opens the archive.
-    pub async fn rotate_master_key(&self, new_key: &MasterKey) -> Result<u64, StoreError> {
+    ///
+    /// Consumes the store: the writer is stopped first (it would otherwise
+    /// wrap new data keys under the old key), and the store must be reopened
+    /// with the new key. Refused while other handles of the store are open.
+    pub async fn rotate_master_key(mut self, new_key: &MasterKey) -> Result<u64, StoreError> {
         if self.writer.is_none() {
             return Err(StoreError::WriteFailed(
                 "key rotation needs the writer lock".to_owned(),
+            ));
+        }
+        if !self.stop_writer().await || Arc::strong_count(&self.shared) != 1 {
+            return Err(StoreError::WriteFailed(
+                "other handles of the store are open; close them before rotating the key"
+                    .to_owned(),
             ));
         }
         let epochs = self.shared.db.all_epochs().await?;
@@ -599,6 +621,7 @@ impl Store {
             new_fingerprint = new_key.fingerprint(),
             "master key rotated"
         );
+        self.shared.db.close().await;
         Ok(rewrapped.len() as u64)
     }
 
@@ -618,19 +641,27 @@ impl Store {
         self.shared.master_key.fingerprint()
     }
 
-    /// Stops the writer after the requests already sent, then closes the database.
+    /// Stops the writer after the requests already sent, then closes the
+    /// database. Only the last handle waits: the writer ends (and releases
+    /// the lock) when every handle's sender is gone.
     pub async fn close(mut self) {
-        self.writer = None;
-        if let Some(task) = self.writer_task.take()
-            && let Some(handle) = task.lock().await.take()
-        {
-            // Other clones may still hold senders; the writer ends when all are gone.
-            if Arc::strong_count(&task) == 1 {
-                let _ = handle.await;
-            }
-        }
+        self.stop_writer().await;
         if Arc::strong_count(&self.shared) == 1 {
             self.shared.db.close().await;
+        }
+    }
+
+    /// Drops this handle's sender; if it was the last, waits for the writer
+    /// to answer what it holds and end. Returns whether the writer ended.
+    async fn stop_writer(&mut self) -> bool {
+        self.writer = None;
+        match self.writer_task.take().map(Arc::try_unwrap) {
+            Some(Ok(handle)) => {
+                let _ = handle.await;
+                true
+            }
+            Some(Err(_)) => false,
+            None => true,
         }
     }
 }
@@ -683,10 +714,12 @@ async fn load_and_check_key(db: &Db, source: &KekSource) -> Result<MasterKey, St
         if let Ok(staged_key) = MasterKey::load(&KekSource::File(staged.clone()))
             && staged_key.verify_check(&check, &fingerprint).is_ok()
         {
-            std::fs::rename(&staged, path).map_err(|source| StoreError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            std::fs::rename(&staged, path)
+                .and_then(|()| keys::sync_parent_dir(path))
+                .map_err(|source| StoreError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             tracing::warn!(path = %path.display(), "finished an interrupted key rotation");
             return Ok(staged_key);
         }

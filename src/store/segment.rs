@@ -212,13 +212,35 @@ pub fn create_segment(
     header: &SegmentHeader,
 ) -> std::io::Result<(File, [u8; SEGMENT_HEADER_LEN])> {
     let path = segment_path(segments_dir, header.segment_no);
-    let mut file = OpenOptions::new()
+    let created = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&path);
+    let mut file = match created {
+        Ok(file) => file,
+        // A crash while creating it can leave at most a partial header;
+        // anything more is data this must never overwrite.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let len = std::fs::metadata(&path)?.len();
+            if len > SEGMENT_HEADER_LEN as u64 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "segment file {} already holds {len} bytes; refusing to overwrite it",
+                        path.display()
+                    ),
+                ));
+            }
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .truncate(true)
+                .open(&path)?
+        }
+        Err(error) => return Err(error),
+    };
     let bytes = header.encode();
     file.write_all(&bytes)?;
     file.sync_all()?;

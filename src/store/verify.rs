@@ -120,6 +120,9 @@ pub(super) async fn verify(
     let mut rows = RowCursor::new(shared, head_seq);
     for (segment_idx, checkpoint) in segments.iter().enumerate() {
         let is_last = segment_idx + 1 == segments.len();
+        // Rows of an earlier damaged segment that was not read to its end
+        // belong to it, not to this one.
+        rows.skip_before(expected_seq).await?;
         let outcome = verify_segment(
             shared,
             checkpoint,
@@ -248,6 +251,17 @@ impl<'a> RowCursor<'a> {
             }
         }
         Ok(self.page.front())
+    }
+
+    /// Drops rows with a seq below `seq`.
+    async fn skip_before(&mut self, seq: u64) -> Result<(), StoreError> {
+        while let Some(row) = self.peek().await? {
+            if row.seq as u64 >= seq {
+                break;
+            }
+            self.page.pop_front();
+        }
+        Ok(())
     }
 
     async fn next_row(&mut self) -> Result<Option<EventRow>, StoreError> {
@@ -406,7 +420,18 @@ async fn verify_segment(
                         &record.header,
                         &record.payload,
                     ),
-                    Err(error) => Err(format!("no usable data key: {error}")),
+                    Err(error) => {
+                        // A key rotation that committed while verify ran is
+                        // not damage: say that verify could not finish.
+                        if let Some(check) = shared.db.get_meta("kek_check").await?
+                            && let Some(fingerprint) = shared.db.get_meta("kek_fingerprint").await?
+                            && let Err(key_error) =
+                                shared.master_key.verify_check(&check, &fingerprint)
+                        {
+                            return Err(StoreError::Key(key_error));
+                        }
+                        Err(format!("no usable data key: {error}"))
+                    }
                 };
                 let event = match event {
                     Ok(event) => event,
@@ -521,10 +546,14 @@ async fn verify_segment(
         _ => {}
     }
     if let Some(expected_sha) = &checkpoint.file_sha256 {
-        let actual = file_sha256(&path, end_offset).map_err(|source| StoreError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let hashed = path.clone();
+        let actual = tokio::task::spawn_blocking(move || file_sha256(&hashed, end_offset))
+            .await
+            .map_err(|error| StoreError::WriteFailed(format!("hashing thread failed: {error}")))?
+            .map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
         if actual.as_slice() != expected_sha.as_slice() {
             outcome.problem = problem(
                 None,

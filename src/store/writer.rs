@@ -182,11 +182,24 @@ struct ScanOutcome {
     truncated: Option<(u64, u64, u64)>,
 }
 
+/// What recovery does with whole records found past the acknowledged head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecoveryMode {
+    /// At start: they reached the disk before a crash; sync and index them.
+    Startup,
+    /// After a failed write or commit in this process: nothing past the head
+    /// was acknowledged, and after a failed sync the page cache may hold
+    /// bytes the disk does not. Cut everything past the head.
+    AfterFailure,
+}
+
 /// Brings the writer state in line with the disk: checks that the
-/// acknowledged head is intact, indexes durable records past it, and cuts off
-/// a torn tail. Refuses (without writing) when acknowledged data is damaged.
+/// acknowledged head is intact, indexes (or, after a failure, cuts) durable
+/// records past it, and cuts off a torn tail. Refuses, before writing
+/// anything, when acknowledged data is damaged.
 pub(super) async fn recover(
     shared: &Arc<Shared>,
+    mode: RecoveryMode,
 ) -> Result<(WriterState, RecoveryReport), StoreError> {
     let segments = shared.db.segments().await?;
     let segments_dir = shared.segments_dir.clone();
@@ -208,9 +221,12 @@ pub(super) async fn recover(
             .await?;
         return Ok((state, RecoveryReport::default()));
     };
-    let outcome = tokio::task::spawn_blocking(move || scan_from_head(&segments_dir, &head))
-        .await
-        .map_err(|error| StoreError::WriteFailed(error.to_string()))??;
+    let outcome = tokio::task::spawn_blocking(move || match mode {
+        RecoveryMode::Startup => scan_from_head(&segments_dir, &head),
+        RecoveryMode::AfterFailure => discard_past_head(&segments_dir, &head),
+    })
+    .await
+    .map_err(|error| StoreError::WriteFailed(error.to_string()))??;
 
     let mut rows = Vec::with_capacity(outcome.found.len());
     for found in &outcome.found {
@@ -220,10 +236,16 @@ pub(super) async fn recover(
             offset: found.record.offset,
             what,
         };
-        let cipher = shared
-            .cipher(header.epoch_id as i64)
-            .await
-            .map_err(|error| damaged(format!("record past the head has no usable key: {error}")))?;
+        let cipher = match shared.cipher(header.epoch_id as i64).await {
+            Ok(cipher) => cipher,
+            // The database not answering is not damage of the segment.
+            Err(StoreError::Db(error)) => return Err(StoreError::Db(error)),
+            Err(error) => {
+                return Err(damaged(format!(
+                    "record past the head has no usable key: {error}"
+                )));
+            }
+        };
         let event = Shared::decrypt(
             &cipher,
             found.segment_no,
@@ -343,6 +365,9 @@ fn scan_from_head(segments_dir: &Path, head: &SegmentRow) -> Result<ScanOutcome,
     let mut found = Vec::new();
     let mut sealed = Vec::new();
     let mut truncated = None;
+    // Files whose records past the head are indexed: synced before that,
+    // since a killed process may have left them in the page cache only.
+    let mut touched = vec![file.try_clone().map_err(io_error(&path))?];
     let mut reader =
         RecordReader::new(file, end_offset, stored_last_hash).map_err(io_error(&path))?;
     loop {
@@ -384,6 +409,13 @@ fn scan_from_head(segments_dir: &Path, head: &SegmentRow) -> Result<ScanOutcome,
                         )
                         .map_err(io_error(&next_path))?,
                     };
+                    touched.push(
+                        state
+                            .active
+                            .file
+                            .try_clone()
+                            .map_err(io_error(&next_path))?,
+                    );
                     reader = RecordReader::new(
                         state
                             .active
@@ -404,7 +436,19 @@ fn scan_from_head(segments_dir: &Path, head: &SegmentRow) -> Result<ScanOutcome,
             },
             Err(fault) => fault,
         };
-        // Past the acknowledged head: a torn or partial write. Cut it off.
+        // Past the acknowledged head: a torn or partial write. Cut it off,
+        // unless something follows that a crash cannot explain.
+        let later = segment::segment_path(segments_dir, segment_no + 1);
+        if later.exists() {
+            return Err(damaged(
+                segment_no + 1,
+                0,
+                format!(
+                    "unexpected segment file {} after a damaged tail of segment {segment_no}",
+                    later.display()
+                ),
+            ));
+        }
         let path = segment::segment_path(segments_dir, segment_no);
         let len = state.active.file.metadata().map_err(io_error(&path))?.len();
         state
@@ -431,12 +475,69 @@ fn scan_from_head(segments_dir: &Path, head: &SegmentRow) -> Result<ScanOutcome,
             format!("unexpected segment file {} after the head", later.display()),
         ));
     }
+    if !found.is_empty() || !sealed.is_empty() {
+        for file in &touched {
+            file.sync_all().map_err(io_error(segments_dir))?;
+        }
+    }
     Ok(ScanOutcome {
         state,
         found,
         sealed,
         truncated,
     })
+}
+
+/// After a failure in this process: checks the head like a start does, then
+/// cuts the head segment back to the head and removes segment files past it
+/// (all written by the failed groups, none acknowledged).
+fn discard_past_head(segments_dir: &Path, head: &SegmentRow) -> Result<ScanOutcome, StoreError> {
+    let segment_no = head.segment_no as u64;
+    let path = segment::segment_path(segments_dir, segment_no);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    let end_offset = head.end_offset as u64;
+    let len = file.metadata().map_err(io_error(&path))?.len();
+    if len < end_offset {
+        return Err(StoreError::Damaged {
+            segment_no,
+            offset: len,
+            what: format!(
+                "the file is {len} bytes but acknowledged records reach offset {end_offset}: acknowledged events are missing"
+            ),
+        });
+    }
+    let mut truncated = None;
+    if len > end_offset {
+        file.set_len(end_offset).map_err(io_error(&path))?;
+        truncated = Some((segment_no, end_offset, len - end_offset));
+    }
+    let mut later_no = segment_no + 1;
+    loop {
+        let later = segment::segment_path(segments_dir, later_no);
+        match std::fs::remove_file(&later) {
+            Ok(()) => later_no += 1,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+            Err(error) => return Err(io_error(&later)(error)),
+        }
+    }
+    file.sync_all().map_err(io_error(&path))?;
+    segment::sync_dir(segments_dir).map_err(io_error(segments_dir))?;
+    if let Some((segment_no, offset, bytes)) = truncated {
+        tracing::warn!(
+            segment_no,
+            offset,
+            bytes,
+            "discarded unacknowledged bytes after a failed write"
+        );
+    }
+    // With nothing past the head, a start-up scan only rebuilds the state.
+    let mut outcome = scan_from_head(segments_dir, head)?;
+    outcome.truncated = truncated;
+    Ok(outcome)
 }
 
 /// Opens the segment after a seal if its header is whole and links to it.
@@ -520,15 +621,19 @@ impl EpochCache {
         shared: &Shared,
         keys: HashSet<EpochKey>,
     ) -> Result<(), StoreError> {
-        let missing: Vec<EpochKey> = keys
-            .into_iter()
-            .filter(|key| !self.by_key.contains_key(key))
+        let mut missing: Vec<EpochKey> = keys
+            .iter()
+            .filter(|key| !self.by_key.contains_key(*key))
+            .cloned()
             .collect();
         if missing.is_empty() {
             return Ok(());
         }
         if self.by_key.len() + missing.len() > MAX_CACHED_EPOCHS {
+            // Start over, and load every key of this group, not only the
+            // missing ones: the ones cached before are gone too.
             self.by_key.clear();
+            missing = keys.into_iter().collect();
         }
         let mut rows = shared.db.find_epochs(&missing).await?;
         let found: HashSet<EpochKey> = rows
@@ -582,6 +687,10 @@ impl EpochCache {
 
 struct WriteOutcome {
     rows: Vec<EventRow>,
+    /// For each row, the index of its event in the group.
+    row_events: Vec<usize>,
+    /// Events refused as too large to be a record: (index, bytes).
+    too_large: Vec<(usize, usize)>,
     segment_rows: Vec<SegmentRow>,
     fsyncs: u64,
     bytes: u64,
@@ -715,7 +824,7 @@ pub(super) async fn run(
                     in_flight.is_none(),
                     "a failure finishes the group in flight"
                 );
-                match recover(&shared).await {
+                match recover(&shared, RecoveryMode::AfterFailure).await {
                     Ok((recovered, report)) => {
                         tracing::warn!(?report, "writer recovered after a failed write");
                         recovered
@@ -911,10 +1020,15 @@ async fn append_group(
         .metrics
         .append_seconds
         .observe(started.elapsed().as_secs_f64());
-    for (&(r, e), row) in new.iter().zip(&outcome.rows) {
+    for (&event_idx, row) in outcome.row_events.iter().zip(&outcome.rows) {
+        let (r, e) = new[event_idx];
         statuses[r][e] = AppendStatus::Stored {
             seq: row.seq as u64,
         };
+    }
+    for &(event_idx, bytes) in &outcome.too_large {
+        let (r, e) = new[event_idx];
+        statuses[r][e] = AppendStatus::TooLarge { bytes };
     }
     Ok(Appended {
         state,
@@ -941,6 +1055,8 @@ fn write_records(
 ) -> std::io::Result<WriteOutcome> {
     let mut outcome = WriteOutcome {
         rows: Vec::with_capacity(events.len()),
+        row_events: Vec::with_capacity(events.len()),
+        too_large: Vec::new(),
         segment_rows: Vec::new(),
         fsyncs: 0,
         bytes: 0,
@@ -948,8 +1064,14 @@ fn write_records(
     let mut buffer: Vec<u8> = Vec::with_capacity(events.len() * 512);
     let mut buffer_start = state.active.end_offset;
     let mut rng = rand::thread_rng();
-    for (event, (epoch_id, cipher)) in events.iter().zip(ciphers) {
+    for (event_idx, (event, (epoch_id, cipher))) in events.iter().zip(ciphers).enumerate() {
         let plaintext = zeroize::Zeroizing::new(event.to_json_bytes());
+        // Validation bounds what comes in as JSON text; an `Event` built in
+        // code (an importer) may still be too large to be read back.
+        if plaintext.len() > crate::event::MAX_CANONICAL_EVENT_BYTES {
+            outcome.too_large.push((event_idx, plaintext.len()));
+            continue;
+        }
         let payload_len = plaintext.len() + TAG_LEN;
         let record_len = (RECORD_HEADER_LEN + payload_len + HASH_LEN) as u64;
         if state.active.n_records > 0
@@ -1000,6 +1122,7 @@ fn write_records(
             record_len,
             *epoch_id as u64,
         ));
+        outcome.row_events.push(event_idx);
         if options.durability == Durability::Every {
             flush(state, &mut buffer, buffer_start, &mut outcome)?;
             state.active.file.sync_data()?;
