@@ -13,4 +13,5 @@ pub mod db;
 pub mod event;
 pub mod generate;
 pub mod ingest;
+pub mod search;
 pub mod store;
