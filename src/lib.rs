@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod event;
 pub mod generate;
+pub mod index;
 pub mod ingest;
 pub mod search;
 pub mod store;

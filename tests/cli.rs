@@ -1592,3 +1592,50 @@ fn logs_can_be_json_lines_for_a_siem() {
     assert_eq!(bad.code, Some(2));
     assert!(bad.stderr.contains("HOLDFAST_LOG"), "{}", bad.stderr);
 }
+
+#[test]
+fn index_update_check_and_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let input = dir.path().join("in.ndjson");
+    let generated = hf(
+        &data_dir,
+        &[
+            "generate",
+            "--events",
+            "400",
+            "--seed",
+            "3",
+            "--out",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(generated.code, Some(0), "{}", generated.all_output());
+    assert_eq!(
+        hf(&data_dir, &["ingest", input.to_str().unwrap()]).code,
+        Some(0)
+    );
+
+    let behind = hf(&data_dir, &["index", "check", "--json"]);
+    assert_eq!(behind.code, Some(1), "{}", behind.all_output());
+    let report: Value = serde_json::from_str(&behind.stdout).unwrap();
+    assert_eq!(report["n_missing"], 400);
+
+    let updated = hf(&data_dir, &["index", "update"]);
+    assert_eq!(updated.code, Some(0), "{}", updated.all_output());
+    assert!(updated.stdout.contains("seq 400"), "{}", updated.stdout);
+    let ok = hf(&data_dir, &["index", "check", "--json"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.all_output());
+
+    let rebuilt = hf(&data_dir, &["index", "rebuild"]);
+    assert_eq!(rebuilt.code, Some(0), "{}", rebuilt.all_output());
+    let ok = hf(&data_dir, &["index", "check"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.all_output());
+    // The index is as private as the rest of the archive.
+    for entry in std::fs::read_dir(data_dir.join("index")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}

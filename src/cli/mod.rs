@@ -84,6 +84,11 @@ pub enum Command {
     /// Print the effective configuration (defaults, file, environment,
     /// flags), secrets redacted; exit 2 naming the problem if it is invalid.
     Config,
+    /// The search index (derived from the store; rebuildable from it).
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Master key management.
     Keys {
         #[command(subcommand)]
@@ -100,6 +105,22 @@ pub enum Command {
         /// Output file; standard output when absent.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Index what the store holds past the index's last commit.
+    Update,
+    /// Build a new index from the store alone, then swap it in (takes the
+    /// writer lock; an interrupted rebuild leaves the old index and starts
+    /// over next time).
+    Rebuild,
+    /// List events missing from or extra in the index; exit 1 if any.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -126,6 +147,9 @@ pub enum KeysCommand {
 
 /// Runs the CLI; the returned code is the process's exit status.
 pub fn main() -> ExitCode {
+    // Everything holdfast creates (segments, database, keys, the search index,
+    // exports) is private to its user, whatever the library creating it does.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     if let Err(message) = init_tracing() {
         eprintln!("error: {message}");
@@ -224,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { json, expect_head } => verify(&config, json, expect_head).await,
+        Command::Index { command } => index_command(&config, command).await,
         Command::Stats { json } => stats(&config, json).await,
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
@@ -354,6 +379,64 @@ async fn ingest_file(config: &Config, input: &str, batch_lines: usize) -> anyhow
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn index_command(config: &Config, command: IndexCommand) -> anyhow::Result<ExitCode> {
+    let path = config.data_dir.join("index");
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |done: u64, total: u64| {
+        if terminal {
+            eprint!("\rindexed {done} of {total} events");
+        } else {
+            tracing::info!(done, total, "indexing");
+        }
+    };
+    match command {
+        IndexCommand::Update => {
+            let store = Store::open_read_only(&config.store_options()).await?;
+            let index = crate::index::SearchIndex::open_or_create(&path)?;
+            let last = crate::index::catch_up(&store, &index, progress).await?;
+            if terminal {
+                eprintln!();
+            }
+            println!("the index holds every event up to seq {last}");
+            Ok(ExitCode::SUCCESS)
+        }
+        IndexCommand::Rebuild => {
+            let (store, _recovery) = Store::open_existing(&config.store_options()).await?;
+            let last = crate::index::rebuild(&store, &path, progress).await;
+            store.close().await;
+            let last = last?;
+            if terminal {
+                eprintln!();
+            }
+            println!("rebuilt the index from the store: every event up to seq {last}");
+            Ok(ExitCode::SUCCESS)
+        }
+        IndexCommand::Check { json } => {
+            let store = Store::open_read_only(&config.store_options()).await?;
+            let index = crate::index::SearchIndex::open_or_create(&path)?;
+            let report = crate::index::check(&store, &index).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "store: {} events; index: {} documents, committed up to seq {}",
+                    report.store_events, report.index_documents, report.indexed_seq
+                );
+                println!(
+                    "missing from the index: {} {:?}",
+                    report.n_missing, report.missing
+                );
+                println!("extra in the index: {} {:?}", report.n_extra, report.extra);
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
 }
 
 fn parse_head(text: &str) -> Result<(u64, [u8; 32]), String> {

@@ -554,6 +554,17 @@ impl Store {
         Ok(events)
     }
 
+    /// The sequence number of the newest acknowledged event (0 when empty).
+    pub async fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .shared
+            .db
+            .segments()
+            .await?
+            .last()
+            .map_or(0, |segment| segment.last_seq as u64))
+    }
+
     /// Checks every record, the chain, the checkpoints and the metadata.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         verify::verify(&self.shared, self.writer.is_some(), None).await
