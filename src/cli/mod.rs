@@ -5,6 +5,8 @@
 //! 0 success, 1 the archive failed verification or input was rejected,
 //! 2 any other error.
 
+mod import;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +57,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         batch_lines: usize,
     },
+    /// Import the history of a Slack or Mattermost export (idempotent: run it
+    /// again after an interruption, nothing is stored twice).
+    Import(import::ImportArgs),
     /// Print one event by id, as JSON.
     Get {
         /// The event id.
@@ -227,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { .. } => serve(&config).await,
         Command::Ingest { input, batch_lines } => ingest_file(&config, &input, batch_lines).await,
+        Command::Import(args) => import::run(&config, args).await,
         Command::Get { id } => {
             let store = Store::open_read_only(&config.store_options()).await?;
             let Some(stored) = store.get_event(&id).await? else {
