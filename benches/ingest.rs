@@ -318,6 +318,31 @@ async fn bench_http(lines: &[String]) -> Phase {
     phase
 }
 
+/// Inserts the events as (id, JSON text) rows, `BATCH` per transaction, on
+/// either pool; returns (elapsed, transactions, peak RSS growth).
+macro_rules! timed_inserts {
+    ($pool:expr, $table:expr, $events:expr, $lines:expr) => {{
+        let base = reset_peak();
+        let started = Instant::now();
+        let mut transactions = 0;
+        for (chunk_events, chunk_lines) in $events.chunks(BATCH).zip($lines.chunks(BATCH)) {
+            let mut tx = $pool.begin().await.unwrap();
+            let rows: Vec<_> = chunk_events.iter().zip(chunk_lines).collect();
+            for part in rows.chunks(400) {
+                let mut query =
+                    sqlx::QueryBuilder::new(format!("INSERT INTO {} (id, body) ", $table));
+                query.push_values(part, |mut row, (event, line)| {
+                    row.push_bind(&event.id).push_bind(line.as_str());
+                });
+                query.build().execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+            transactions += 1;
+        }
+        (started.elapsed(), transactions, peak_growth_mib(base))
+    }};
+}
+
 async fn bench_sqlite_baseline(events: &[Event], lines: &[String]) -> Phase {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
     let dir = tempfile::tempdir().unwrap();
@@ -331,33 +356,14 @@ async fn bench_sqlite_baseline(events: &[Event], lines: &[String]) -> Phase {
         .execute(&pool)
         .await
         .unwrap();
-    let base = reset_peak();
-    let started = Instant::now();
-    let mut fsyncs = 0;
-    for (chunk_events, chunk_lines) in events.chunks(BATCH).zip(lines.chunks(BATCH)) {
-        let mut tx = pool.begin().await.unwrap();
-        for rows in chunk_events
-            .iter()
-            .zip(chunk_lines)
-            .collect::<Vec<_>>()
-            .chunks(400)
-        {
-            let mut query = sqlx::QueryBuilder::new("INSERT INTO events (id, body) ");
-            query.push_values(rows, |mut row, (event, line)| {
-                row.push_bind(&event.id).push_bind(line.as_str());
-            });
-            query.build().execute(&mut *tx).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-        fsyncs += 1;
-    }
+    let (elapsed, fsyncs, peak_rss_growth_mib) = timed_inserts!(pool, "events", events, lines);
     Phase {
         name: "(d) SQLite WAL synchronous=FULL",
         events: events.len(),
         bytes: lines.iter().map(|l| l.len() as u64).sum(),
-        elapsed: started.elapsed(),
+        elapsed,
         fsyncs,
-        peak_rss_growth_mib: peak_growth_mib(base),
+        peak_rss_growth_mib,
     }
 }
 
@@ -374,27 +380,7 @@ async fn bench_postgres_baseline(events: &[Event], lines: &[String]) -> Phase {
     .execute(&pool)
     .await
     .unwrap();
-    let base = reset_peak();
-    let started = Instant::now();
-    let mut fsyncs = 0;
-    for (chunk_events, chunk_lines) in events.chunks(BATCH).zip(lines.chunks(BATCH)) {
-        let mut tx = pool.begin().await.unwrap();
-        for rows in chunk_events
-            .iter()
-            .zip(chunk_lines)
-            .collect::<Vec<_>>()
-            .chunks(400)
-        {
-            let mut query = sqlx::QueryBuilder::new(format!("INSERT INTO {table} (id, body) "));
-            query.push_values(rows, |mut row, (event, line)| {
-                row.push_bind(&event.id).push_bind(line.as_str());
-            });
-            query.build().execute(&mut *tx).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-        fsyncs += 1;
-    }
-    let elapsed = started.elapsed();
+    let (elapsed, fsyncs, peak_rss_growth_mib) = timed_inserts!(pool, table, events, lines);
     sqlx::query(&format!("DROP TABLE {table}"))
         .execute(&pool)
         .await
@@ -406,6 +392,6 @@ async fn bench_postgres_baseline(events: &[Event], lines: &[String]) -> Phase {
         bytes: lines.iter().map(|l| l.len() as u64).sum(),
         elapsed,
         fsyncs,
-        peak_rss_growth_mib: peak_growth_mib(base),
+        peak_rss_growth_mib,
     }
 }

@@ -284,12 +284,7 @@ impl Shared {
     async fn read_event(&self, row: &EventRow) -> Result<StoredEvent, StoreError> {
         let segment_no = row.segment_no as u64;
         let offset = row.record_offset as u64;
-        let unreadable = |what: String| StoreError::Unreadable {
-            event_id: row.event_id.clone(),
-            segment_no,
-            offset,
-            what,
-        };
+        let unreadable = |what: String| unreadable(row, what);
         let path = segment::segment_path(&self.segments_dir, segment_no);
         let len = row.record_len as u64;
         let record = tokio::task::spawn_blocking(move || {
@@ -310,12 +305,7 @@ impl Shared {
     ) -> Result<StoredEvent, StoreError> {
         let segment_no = row.segment_no as u64;
         let offset = row.record_offset as u64;
-        let unreadable = |what: String| StoreError::Unreadable {
-            event_id: row.event_id.clone(),
-            segment_no,
-            offset,
-            what,
-        };
+        let unreadable = |what: String| unreadable(row, what);
         if record.offset != offset
             || record.header.seq != row.seq as u64
             || record.header.epoch_id != row.epoch_id as u64
@@ -338,6 +328,16 @@ impl Shared {
             offset,
             event,
         })
+    }
+}
+
+/// The error for an event whose record cannot be read back.
+fn unreadable(row: &EventRow, what: String) -> StoreError {
+    StoreError::Unreadable {
+        event_id: row.event_id.clone(),
+        segment_no: row.segment_no as u64,
+        offset: row.record_offset as u64,
+        what,
     }
 }
 
@@ -530,12 +530,7 @@ impl Store {
             }
             let run = &rows[start..end];
             let first = &run[0];
-            let unreadable = |what: String| StoreError::Unreadable {
-                event_id: first.event_id.clone(),
-                segment_no: first.segment_no as u64,
-                offset: first.record_offset as u64,
-                what,
-            };
+            let unreadable = |what: String| unreadable(first, what);
             let path = segment::segment_path(&self.shared.segments_dir, first.segment_no as u64);
             let offset = first.record_offset as u64;
             let lens: Vec<u64> = run.iter().map(|row| row.record_len as u64).collect();
