@@ -40,20 +40,12 @@ impl Phase {
     }
 }
 
-fn vm_hwm_kib() -> u64 {
+/// A `kB` figure of `/proc/self/status` (`VmHWM`, `VmRSS`), 0 if absent.
+fn proc_status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -61,11 +53,11 @@ fn vm_rss_kib() -> u64 {
 /// Resets the high-water mark; returns the resident set now.
 fn reset_peak() -> u64 {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    vm_rss_kib()
+    proc_status_kib("VmRSS")
 }
 
 fn peak_growth_mib(base_kib: u64) -> f64 {
-    vm_hwm_kib().saturating_sub(base_kib) as f64 / 1024.0
+    proc_status_kib("VmHWM").saturating_sub(base_kib) as f64 / 1024.0
 }
 
 fn main() {
