@@ -17,7 +17,7 @@
 //!   error, never a silent match-all;
 //! - read the clock: relative dates (`today`) use [`ParseOptions::now`], so a
 //!   saved query (a legal hold) keeps its meaning when `now` is not given;
-//! - touch the index, the store or the scope. It depends on `event` only
+//! - touch the index or the store. It depends on `event` only
 //!   (for [`EventKind`](crate::event::EventKind) and the archive's time range).
 
 mod ast;
@@ -25,6 +25,7 @@ mod date;
 mod error;
 mod lexer;
 mod parser;
+mod scope;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
@@ -32,6 +33,7 @@ pub use ast::{Filter, Phrase, Query, Term, Text};
 pub use error::QueryError;
 pub use lexer::MAX_NEAR_DISTANCE;
 pub use parser::{DEFAULT_NEAR_DISTANCE, MAX_DEPTH};
+pub use scope::{ChannelRef, Scope};
 
 /// Longest query accepted, in bytes (Purview's own limit is of this order).
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
