@@ -18,6 +18,8 @@ use crate::store::{Durability, StoreOptions, default_database_url};
 pub const DEFAULT_DATA_DIR: &str = "holdfast-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// How often `serve` makes new events searchable (milliseconds).
+pub const DEFAULT_INDEX_REFRESH_MS: u64 = 250;
 
 /// Errors reading the configuration. Each names the file, key or variable.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,14 @@ pub struct ConfigFile {
     pub keys: KeysSection,
     #[serde(default)]
     pub ingest: IngestSection,
+    #[serde(default)]
+    pub index: IndexSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSection {
+    pub refresh_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +98,9 @@ pub struct Config {
     /// A file holding the ingest token (default: `<data_dir>/ingest.token`).
     pub ingest_token_file: Option<PathBuf>,
     pub max_body_bytes: u64,
+    /// Longest time between an event's acknowledgement and its being
+    /// searchable, give or take one index commit.
+    pub index_refresh_ms: u64,
 }
 
 /// Overrides from the command line.
@@ -99,7 +112,7 @@ pub struct Overrides {
 }
 
 /// `HOLDFAST_*` variables that configure holdfast (besides the one `kek_env` names).
-pub const ENV_VARS: [&str; 13] = [
+pub const ENV_VARS: [&str; 14] = [
     "HOLDFAST_CONFIG",
     "HOLDFAST_DATA_DIR",
     "HOLDFAST_LISTEN",
@@ -111,6 +124,7 @@ pub const ENV_VARS: [&str; 13] = [
     "HOLDFAST_KEK_COMMAND",
     "HOLDFAST_INGEST_TOKEN",
     "HOLDFAST_MAX_BODY_BYTES",
+    "HOLDFAST_INDEX_REFRESH_MS",
     "HOLDFAST_LOG",
     "HOLDFAST_LOG_FORMAT",
 ];
@@ -235,6 +249,15 @@ impl Config {
                 problem: "must be at least 1".to_owned(),
             });
         }
+        let index_refresh_ms = env_number(&get, "HOLDFAST_INDEX_REFRESH_MS")?
+            .or(file.index.refresh_ms)
+            .unwrap_or(DEFAULT_INDEX_REFRESH_MS);
+        if !(10..=60_000).contains(&index_refresh_ms) {
+            return Err(ConfigError::Invalid {
+                key: "index.refresh_ms".to_owned(),
+                problem: format!("must be between 10 and 60000, got {index_refresh_ms}"),
+            });
+        }
         let ingest_token = get("HOLDFAST_INGEST_TOKEN").map(SecretString::from);
         if let Some(token) = &ingest_token
             && secrecy::ExposeSecret::expose_secret(token).trim().len() < 16
@@ -256,6 +279,7 @@ impl Config {
             ingest_token,
             ingest_token_file: file.ingest.token_file,
             max_body_bytes,
+            index_refresh_ms,
         })
     }
 
@@ -311,6 +335,8 @@ impl Config {
             ));
         }
         out.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
+        out.push_str("\n[index]\n");
+        out.push_str(&format!("refresh_ms = {}\n", self.index_refresh_ms));
         out
     }
 

@@ -6,7 +6,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::index::IndexError;
 use crate::ingest::IngestError;
+use crate::search::{QueryError, SearchError};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,31 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the query is not valid: {0}")]
+    BadQuery(#[from] QueryError),
+    #[error("this server has no search index")]
+    SearchUnavailable,
+    #[error(transparent)]
+    Index(IndexError),
+    #[error("search failed: {0}")]
+    SearchFailed(String),
+}
+
+impl From<SearchError> for ApiError {
+    fn from(error: SearchError) -> Self {
+        match error {
+            SearchError::Store(error) => ApiError::Store(error),
+            SearchError::Index(error @ IndexError::PrefixTooBroad { .. }) => {
+                ApiError::BadRequest(error.to_string())
+            }
+            SearchError::Index(IndexError::Store(error)) => ApiError::Store(error),
+            SearchError::Index(error) => ApiError::Index(error),
+            SearchError::BadCursor(_) | SearchError::BadLimit { .. } => {
+                ApiError::BadRequest(error.to_string())
+            }
+            SearchError::Task(message) => ApiError::SearchFailed(message),
+        }
+    }
 }
 
 impl From<IngestError> for ApiError {
@@ -54,6 +81,11 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+            ApiError::SearchUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"),
+            ApiError::Index(_) | ApiError::SearchFailed(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         }
     }
 }
@@ -68,6 +100,7 @@ impl IntoResponse for ApiError {
                     "the store is not accepting writes; nothing in this request was stored"
                         .to_owned()
                 }
+                "search_unavailable" => "search is not available on this server".to_owned(),
                 "archive_damaged" => {
                     "the archive could not read this record; run holdfast verify".to_owned()
                 }
@@ -76,11 +109,14 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let mut body = json!({"error": {"code": code, "message": message}});
+        if let ApiError::BadQuery(error) = &self {
+            body["error"]["position"] = json!(error.position);
+            body["error"]["column"] = json!(error.column);
+            body["error"]["expected"] = json!(error.expected);
+            body["error"]["found"] = json!(error.found);
+        }
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

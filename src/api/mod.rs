@@ -1,4 +1,4 @@
-//! The HTTP API (axum): a thin shell over `ingest` and `store`.
+//! The HTTP API (axum): a thin shell over `ingest`, `store` and `search`.
 //!
 //! Only this module knows HTTP. Request and response types are its own
 //! structs, converted by hand from the library's types. Every route except
@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+use crate::index::SearchIndex;
 use crate::store::Store;
 use auth::TokenHash;
 
@@ -26,6 +28,8 @@ pub struct AppState {
     pub ingest_token: TokenHash,
     pub max_body_bytes: u64,
     pub metrics: Arc<metrics::ApiMetrics>,
+    /// The search index, when this server searches (`serve` always does).
+    pub index: Option<Arc<SearchIndex>>,
 }
 
 impl AppState {
@@ -36,7 +40,19 @@ impl AppState {
             ingest_token,
             max_body_bytes,
             metrics,
+            index: None,
         }
+    }
+
+    /// The same state, searching `index`.
+    pub fn with_index(mut self, index: Arc<SearchIndex>) -> AppState {
+        self.index = Some(index);
+        self
+    }
+
+    /// The search index, or 503 when this server has none.
+    pub fn index(&self) -> Result<Arc<SearchIndex>, error::ApiError> {
+        self.index.clone().ok_or(error::ApiError::SearchUnavailable)
     }
 }
 
@@ -50,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/events/{id}", get(events::get_event))
         .route("/api/v1/posts/{post}", get(events::get_post))
+        .route("/api/v1/posts/{post}/context", get(search::context))
+        .route("/api/v1/search", get(search::search))
         .route("/healthz", get(metrics::healthz))
         .route("/metrics", get(metrics::metrics))
         .fallback(not_found)

@@ -6,10 +6,12 @@
 //! 2 any other error.
 
 mod import;
+mod search;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +62,9 @@ pub enum Command {
     /// Import the history of a Slack or Mattermost export (idempotent: run it
     /// again after an interruption, nothing is stored twice).
     Import(import::ImportArgs),
+    /// Search the archive (query language: docs/search.md); a table of
+    /// hits, or one JSON object per hit with --json.
+    Search(search::SearchArgs),
     /// Print one event by id, as JSON.
     Get {
         /// The event id.
@@ -233,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { .. } => serve(&config).await,
         Command::Ingest { input, batch_lines } => ingest_file(&config, &input, batch_lines).await,
         Command::Import(args) => import::run(&config, args).await,
+        Command::Search(args) => search::run(&config, args).await,
         Command::Get { id } => {
             let store = Store::open_read_only(&config.store_options()).await?;
             let Some(stored) = store.get_event(&id).await? else {
@@ -300,11 +306,18 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let index = Arc::new(open_index_for_serving(&store, config).await?);
+    let follower = crate::index::Follower::start(
+        store.clone(),
+        Arc::clone(&index),
+        std::time::Duration::from_millis(config.index_refresh_ms),
+    );
     let state = api::AppState::new(
         store.clone(),
         auth::TokenHash::of(&token),
         config.max_body_bytes,
-    );
+    )
+    .with_index(index);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -316,9 +329,37 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
+    follower.stop().await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The search index, rebuilt from the store when it was built by another
+/// version, and caught up with the store before the server answers.
+async fn open_index_for_serving(
+    store: &Store,
+    config: &Config,
+) -> anyhow::Result<crate::index::SearchIndex> {
+    let path = config.data_dir.join("index");
+    let index = match crate::index::SearchIndex::open_or_create(&path) {
+        Err(crate::index::IndexError::SchemaChanged { .. }) => {
+            tracing::warn!(path = %path.display(), "the search index has an older layout; rebuilding it from the store");
+            crate::index::rebuild(store, &path, |_, _| {}).await?;
+            crate::index::SearchIndex::open_or_create(&path)?
+        }
+        other => other?,
+    };
+    let before = index.indexed_seq()?;
+    let last = crate::index::catch_up(store, &index, |done, total| {
+        tracing::info!(done, total, "search index catching up with the store");
+    })
+    .await?;
+    index.reload()?;
+    if last > before {
+        tracing::info!(from = before, to = last, "search index caught up");
+    }
+    Ok(index)
 }
 
 async fn shutdown_signal() {

@@ -8,7 +8,7 @@
 //!
 //! It never holds message text, plaintext data keys or the master key.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -424,6 +424,65 @@ impl Db {
                     .bind(ids)
                     .fetch_all(pool)
                     .await?
+            }
+        };
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The events with these sequence numbers (those that exist), in `seq` order.
+    pub async fn events_by_seqs(&self, seqs: &[i64]) -> Result<Vec<EventRow>, DbError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Db::Sqlite(pool) => {
+                let list = serde_json::to_string(seqs).expect("a list of integers serializes");
+                let rows = sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each($1)) ORDER BY seq"
+                ))
+                .bind(list)
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(event_from_row).collect()
+            }
+            Db::Postgres(pool) => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1) ORDER BY seq"
+                ))
+                .bind(seqs)
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(event_from_row).collect()
+            }
+        }
+    }
+
+    /// For each of `posts` that has events, the smallest `seq` of an event
+    /// about it: a post's stable number (the index groups versions by it).
+    pub async fn first_seq_of_posts(
+        &self,
+        posts: &[&str],
+    ) -> Result<HashMap<String, i64>, DbError> {
+        if posts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, i64)> = match self {
+            Db::Sqlite(pool) => {
+                let list = serde_json::to_string(posts).expect("a list of strings serializes");
+                sqlx::query_as(
+                    "SELECT post_id, MIN(seq) FROM events WHERE post_id IN (SELECT value FROM json_each($1)) GROUP BY post_id",
+                )
+                .bind(list)
+                .fetch_all(pool)
+                .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT post_id, MIN(seq) FROM events WHERE post_id = ANY($1) GROUP BY post_id",
+                )
+                .bind(posts)
+                .fetch_all(pool)
+                .await?
             }
         };
         Ok(rows.into_iter().collect())

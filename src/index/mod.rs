@@ -14,8 +14,16 @@
 //! from the store alone and swaps it in; [`check`] lists events missing from
 //! or extra in the index.
 //!
-//! Only this module imports tantivy. Query execution is not built yet.
+//! Searching: [`SearchIndex::find`] compiles a parsed query and the
+//! searcher's scope into one tantivy query (`query.rs`, with `NEAR` in
+//! `near.rs`), collects every match and cuts a page (`find.rs`).
+//!
+//! Only this module imports tantivy.
 
+mod find;
+mod follow;
+mod near;
+mod query;
 mod tokenizer;
 
 use std::collections::BTreeSet;
@@ -31,8 +39,16 @@ use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RawTokenizer, TextAnaly
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::event::EventKind;
+use crate::search::{Query, Scope};
 use crate::store::{Store, StoreError, StoredEvent};
+pub use find::{CursorKey, Found, FoundPage, Sort, compare};
+pub use follow::{Follower, FollowerHandle};
+pub use query::MAX_PREFIX_EXPANSIONS;
 pub use tokenizer::ChatTokenizer;
+
+/// Version of the index layout (fields and analysers). An index of another
+/// version is rebuilt from the store.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Tokenizer of message text and file names: words and CJK bigrams,
 /// lowercased and folded to ASCII where a folding exists (`café` → `cafe`).
@@ -67,6 +83,12 @@ pub enum IndexError {
         indexed: u64,
         store: u64,
     },
+    #[error(
+        "search index at {path} was built by another version of holdfast: run `holdfast index rebuild`"
+    )]
+    SchemaChanged { path: String },
+    #[error("the prefix {prefix}* stands for more than {limit} words: make it longer")]
+    PrefixTooBroad { prefix: String, limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -81,6 +103,12 @@ pub struct Fields {
     pub kind: tantivy::schema::Field,
     pub team: tantivy::schema::Field,
     pub channel: tantivy::schema::Field,
+    /// Team and channel as the event carries them (no folding), for the scope.
+    pub team_exact: tantivy::schema::Field,
+    pub channel_exact: tantivy::schema::Field,
+    /// The post's number: the smallest seq of an event about the post (the
+    /// event's own seq when it has no post). Versions of a post share it.
+    pub post_key: tantivy::schema::Field,
     pub user: tantivy::schema::Field,
     pub at_us: tantivy::schema::Field,
     pub text: tantivy::schema::Field,
@@ -118,9 +146,12 @@ fn schema() -> (Schema, Fields) {
         event_id: builder.add_text_field("event_id", raw.clone()),
         post: builder.add_text_field("post", raw.clone()),
         parent: builder.add_text_field("parent", raw.clone()),
-        kind: builder.add_text_field("kind", raw),
+        kind: builder.add_text_field("kind", raw.clone()),
         team: builder.add_text_field("team", name.clone()),
         channel: builder.add_text_field("channel", name.clone()),
+        team_exact: builder.add_text_field("team_exact", raw.clone()),
+        channel_exact: builder.add_text_field("channel_exact", raw),
+        post_key: builder.add_u64_field("post_key", INDEXED | FAST),
         user: builder.add_text_field("user", name.clone()),
         at_us: builder.add_i64_field("at_us", INDEXED | FAST),
         text: builder.add_text_field("text", words(TEXT_TOKENIZER)),
@@ -193,7 +224,18 @@ impl SearchIndex {
         let directory = tantivy::directory::MmapDirectory::open(path)
             .map_err(|error| tantivy_error(error.into()))?;
         let (schema, fields) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(tantivy_error)?;
+        let index = if Index::exists(&directory).map_err(|error| tantivy_error(error.into()))? {
+            let index = Index::open(directory).map_err(tantivy_error)?;
+            if index.schema() != schema {
+                return Err(IndexError::SchemaChanged {
+                    path: path.display().to_string(),
+                });
+            }
+            index
+        } else {
+            Index::create(directory, schema, tantivy::IndexSettings::default())
+                .map_err(tantivy_error)?
+        };
         register_tokenizers(&index);
         let reader = index
             .reader_builder()
@@ -234,11 +276,80 @@ impl SearchIndex {
 
     /// The reader, reloaded to the last commit.
     pub fn searcher(&self) -> Result<tantivy::Searcher, IndexError> {
-        self.reader.reload().map_err(|source| IndexError::Tantivy {
+        self.reload()?;
+        Ok(self.reader.searcher())
+    }
+
+    /// Makes the last commit visible to searches.
+    pub fn reload(&self) -> Result<(), IndexError> {
+        self.reader
+            .reload()
+            .map_err(|source| self.tantivy_error(source))
+    }
+
+    pub(crate) fn tantivy_error(&self, source: tantivy::TantivyError) -> IndexError {
+        IndexError::Tantivy {
             path: self.path.display().to_string(),
             source,
-        })?;
-        Ok(self.reader.searcher())
+        }
+    }
+
+    pub(crate) fn io_error(&self, source: std::io::Error) -> IndexError {
+        IndexError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// The words of `text` as the analyser `tokenizer` makes them.
+    pub fn analyze(&self, tokenizer: &str, text: &str) -> Vec<String> {
+        self.analyze_with_offsets(tokenizer, text)
+            .into_iter()
+            .map(|(word, _, _)| word)
+            .collect()
+    }
+
+    /// The words of `text` with their byte ranges in it.
+    pub fn analyze_with_offsets(&self, tokenizer: &str, text: &str) -> Vec<(String, usize, usize)> {
+        let Some(mut analyzer) = self.index.tokenizers().get(tokenizer) else {
+            return Vec::new();
+        };
+        let mut stream = analyzer.token_stream(text);
+        let mut words = Vec::new();
+        while stream.advance() {
+            let token = stream.token();
+            words.push((token.text.clone(), token.offset_from, token.offset_to));
+        }
+        words
+    }
+
+    /// The byte ranges of `text` the words of `query` match, for snippets.
+    pub fn highlights(&self, query: &Query, text: &str) -> Vec<(usize, usize)> {
+        query::highlights(self, query, text)
+    }
+
+    /// One page of the events (or posts, when `collapse`) matching `query`
+    /// within `scope`, with the exact total. Blocking: CPU and disk bound.
+    pub fn find(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        collapse: bool,
+        sort: Sort,
+        after: Option<CursorKey>,
+        limit: usize,
+    ) -> Result<FoundPage, IndexError> {
+        let searcher = self.reader.searcher();
+        let compiled = query::compile(self, &searcher, query, scope)?;
+        let matches = searcher
+            .search(
+                &*compiled,
+                &find::AllMatches {
+                    scoring: sort == Sort::Relevance,
+                },
+            )
+            .map_err(|source| self.tantivy_error(source))?;
+        Ok(find::page(matches, collapse, sort, after, limit))
     }
 
     /// Every `seq` in the index, in order.
@@ -277,11 +388,16 @@ impl SearchIndex {
     }
 
     /// The document of one stored event.
-    pub fn document(&self, stored: &StoredEvent) -> TantivyDocument {
+    /// The document of one stored event; `post_key` is its post's number
+    /// (see [`Fields::post_key`]).
+    pub fn document(&self, stored: &StoredEvent, post_key: u64) -> TantivyDocument {
         let fields = &self.fields;
         let event = &stored.event;
         let mut doc = TantivyDocument::default();
         doc.add_u64(fields.seq, stored.seq);
+        doc.add_u64(fields.post_key, post_key);
+        doc.add_text(fields.team_exact, &event.team);
+        doc.add_text(fields.channel_exact, &event.channel);
         doc.add_text(fields.event_id, &event.id);
         if let Some(post) = &event.post {
             doc.add_text(fields.post, post);
@@ -336,6 +452,30 @@ impl IndexCheck {
 pub async fn catch_up(
     store: &Store,
     index: &SearchIndex,
+    progress: impl FnMut(u64, u64),
+) -> Result<u64, IndexError> {
+    let mut writer = None;
+    let indexed = advance(store, index, &mut writer, progress).await?;
+    if let Some(writer) = writer {
+        let path = index.path.display().to_string();
+        tokio::task::spawn_blocking(move || writer.wait_merging_threads())
+            .await
+            .map_err(|error| IndexError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(error.to_string()),
+            })?
+            .map_err(|source| IndexError::Tantivy { path, source })?;
+    }
+    Ok(indexed)
+}
+
+/// Indexes what the store holds past the index's last commit with `writer`
+/// (opened when `None` and there is work), committing after each step.
+/// On error the writer is dropped: the next call starts from the last commit.
+pub(crate) async fn advance(
+    store: &Store,
+    index: &SearchIndex,
+    writer: &mut Option<IndexWriter>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64, IndexError> {
     let mut indexed = index.indexed_seq()?;
@@ -350,17 +490,24 @@ pub async fn catch_up(
     if indexed == store_last {
         return Ok(indexed);
     }
-    let mut writer = Some(index.writer()?);
+    if writer.is_none() {
+        *writer = Some(index.writer()?);
+    }
     loop {
         let events = store.events_from(indexed + 1, BATCH_EVENTS).await?;
         let Some(last) = events.last().map(|stored| stored.seq) else {
             break;
         };
-        let documents: Vec<TantivyDocument> = events.iter().map(|e| index.document(e)).collect();
+        let post_keys = post_keys(store, &events).await?;
+        let documents: Vec<TantivyDocument> = events
+            .iter()
+            .zip(post_keys)
+            .map(|(stored, post_key)| index.document(stored, post_key))
+            .collect();
         drop(events);
-        let mut taken = writer
-            .take()
-            .expect("the writer comes back after every step");
+        let Some(mut taken) = writer.take() else {
+            break;
+        };
         let path = index.path.display().to_string();
         let (back, result) = tokio::task::spawn_blocking(move || {
             let result = (|| {
@@ -378,22 +525,45 @@ pub async fn catch_up(
             path: path.clone(),
             source: std::io::Error::other(error.to_string()),
         })?;
-        writer = Some(back);
         result.map_err(|source| IndexError::Tantivy { path, source })?;
+        *writer = Some(back);
         indexed = last;
         progress(indexed, store_last);
-    }
-    if let Some(writer) = writer {
-        let path = index.path.display().to_string();
-        tokio::task::spawn_blocking(move || writer.wait_merging_threads())
-            .await
-            .map_err(|error| IndexError::Io {
-                path: path.clone(),
-                source: std::io::Error::other(error.to_string()),
-            })?
-            .map_err(|source| IndexError::Tantivy { path, source })?;
+        if indexed >= store_last {
+            break;
+        }
     }
     Ok(indexed)
+}
+
+/// Each event's post number: the smallest seq of an event about its post
+/// (the store has every event up to these, so the answer never changes).
+async fn post_keys(store: &Store, events: &[StoredEvent]) -> Result<Vec<u64>, IndexError> {
+    let posts: Vec<&str> = {
+        let mut posts: Vec<&str> = events
+            .iter()
+            .filter_map(|stored| stored.event.post.as_deref())
+            .collect();
+        posts.sort_unstable();
+        posts.dedup();
+        posts
+    };
+    let first = store
+        .db()
+        .first_seq_of_posts(&posts)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(events
+        .iter()
+        .map(|stored| {
+            stored
+                .event
+                .post
+                .as_deref()
+                .and_then(|post| first.get(post))
+                .map_or(stored.seq, |&seq| seq as u64)
+        })
+        .collect())
 }
 
 /// Builds a new index from the store alone next to `path`, then swaps it in.

@@ -9,7 +9,12 @@
 //! on a [`Query`] writes its canonical form, which parses back to the same
 //! tree.
 //!
-//! This module must never:
+//! [`search`] runs a parsed query within a [`Scope`]: the index finds the
+//! events, the store decrypts them, and `run.rs` builds the hits (latest
+//! version of each post, flags, reactions, snippets); [`context`] returns a
+//! post with its versions, thread and neighbours.
+//!
+//! The parser (`lexer.rs`, `parser.rs`, `date.rs`, `ast.rs`) must never:
 //! - panic, whatever the input (it is fuzzed with proptest), or recurse
 //!   without bound (nesting is limited to [`MAX_DEPTH`]);
 //! - turn a mistake into a search that matches everything: an empty query, a
@@ -17,7 +22,7 @@
 //!   error, never a silent match-all;
 //! - read the clock: relative dates (`today`) use [`ParseOptions::now`], so a
 //!   saved query (a legal hold) keeps its meaning when `now` is not given;
-//! - touch the index or the store. It depends on `event` only
+//! - touch the index or the store (only `run.rs` does). It depends on `event` only
 //!   (for [`EventKind`](crate::event::EventKind) and the archive's time range).
 
 mod ast;
@@ -25,14 +30,20 @@ mod date;
 mod error;
 mod lexer;
 mod parser;
+mod run;
 mod scope;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
+pub use crate::index::Sort;
 pub use ast::{Filter, Phrase, Query, Term, Text};
 pub use error::QueryError;
 pub use lexer::MAX_NEAR_DISTANCE;
 pub use parser::{DEFAULT_NEAR_DISTANCE, MAX_DEPTH};
+pub use run::{
+    Context, DEFAULT_PAGE, Hit, MAX_AROUND, MAX_PAGE, SearchError, SearchPage, SearchRequest,
+    Snippet, Versions, context, make_snippet, search,
+};
 pub use scope::{ChannelRef, Scope};
 
 /// Longest query accepted, in bytes (Purview's own limit is of this order).

@@ -500,6 +500,18 @@ impl Store {
         Ok(events)
     }
 
+    /// The events with these sequence numbers (those that exist), in `seq`
+    /// order: the hits of a search page.
+    pub async fn events_by_seqs(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().map(|&seq| seq as i64).collect();
+        let rows = self.shared.db.events_by_seqs(&seqs).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events.push(self.shared.read_event(row).await?);
+        }
+        Ok(events)
+    }
+
     /// Events with `seq >= from_seq`, in order, at most `limit`: for readers
     /// that follow the archive in order (the search index, exports). Each run
     /// of adjacent records is read with one read, and every record's chain
