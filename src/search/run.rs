@@ -615,7 +615,7 @@ mod tests {
 
     #[test]
     fn short_text_is_whole() {
-        let snippet = make_snippet("Привет, café", &[(15, 20)]);
+        let snippet = make_snippet("Привет, café", &[(14, 19)]);
         assert_eq!(snippet.text, "Привет, café");
         assert_eq!(snippet.highlights, vec![(8, 12)]);
     }
