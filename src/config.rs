@@ -467,6 +467,31 @@ mod tests {
                 .expect_err("unknown var")
                 .to_string();
         assert!(message.contains("HOLDFAST_DATA_DIRR"), "{message}");
+        for (value, mentions) in [
+            ("5", "index.refresh_ms"),
+            ("soon", "HOLDFAST_INDEX_REFRESH_MS"),
+        ] {
+            let message = Config::load_from(
+                &Overrides::default(),
+                &env(&[("HOLDFAST_INDEX_REFRESH_MS", value)]),
+            )
+            .expect_err("bad refresh")
+            .to_string();
+            assert!(message.contains(mentions), "{message}");
+        }
+        let (_dir, overrides) = write_config("[index]\nrefresh_ms = 120000\n");
+        let message = Config::load_from(&overrides, &[])
+            .expect_err("too slow")
+            .to_string();
+        assert!(
+            message.contains("index.refresh_ms") && message.contains("120000"),
+            "{message}"
+        );
+        let (_dir, overrides) = write_config("[index]\nrefresh = 100\n");
+        let message = Config::load_from(&overrides, &[])
+            .expect_err("unknown key")
+            .to_string();
+        assert!(message.contains("refresh"), "{message}");
         let message = Config::load_from(
             &Overrides::default(),
             &env(&[("HOLDFAST_MAX_BODY_BYTES", "lots")]),
