@@ -242,12 +242,7 @@ impl Compiler<'_> {
     }
 
     /// Words next to each other in order; the last one a prefix if `prefix`.
-    fn sequence(
-        &self,
-        field: Field,
-        tokens: &[String],
-        prefix: bool,
-    ) -> Result<Boxed, IndexError> {
+    fn sequence(&self, field: Field, tokens: &[String], prefix: bool) -> Result<Boxed, IndexError> {
         let mut terms: Vec<Term> = tokens
             .iter()
             .map(|token| Term::from_field_text(field, token))
