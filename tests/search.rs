@@ -289,6 +289,12 @@ async fn scopes_exclude_the_best_hits_and_foreign_versions(backend: Backend) {
     assert_eq!(s.posts("NOT wire", &Scope::Nothing).await, set(&[]));
     // A foreign event about p1 (team sales) is neither found nor shown.
     assert_eq!(s.posts("leaked", &legal).await, set(&[]));
+    // Nor does it make p1 "edited" for someone who cannot see it.
+    assert_eq!(s.posts("is:edited", &legal).await, set(&["p3", "p13"]));
+    assert_eq!(
+        s.posts("is:edited", &Scope::All).await,
+        set(&["p1", "p3", "p13"])
+    );
     let wire = s.page("wire", &legal, |_| {}).await;
     let p1 = wire
         .hits
@@ -607,3 +613,155 @@ both_backends!(
     cursors_never_skip_or_repeat_identical_timestamps,
     context_shows_thread_and_neighbours_of_the_same_channel,
 );
+
+/// For random queries and scopes over a generated corpus: the events found
+/// within a scope are exactly the events found in the whole archive that the
+/// scope allows, and grouping by post never adds a post outside them.
+#[test]
+fn no_query_escapes_its_scope() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let corpus: Vec<Value> = generated(2500)
+        .into_iter()
+        .chain(
+            fixture()
+                .into_iter()
+                .filter(|event| event["id"] != "e-p1-foreign"),
+        )
+        .collect();
+    // Every event is new, so the i-th is stored with seq i + 1.
+    let places: Vec<(String, String)> = corpus
+        .iter()
+        .map(|event| {
+            (
+                event["team"].as_str().unwrap().to_owned(),
+                event["channel"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let s = runtime.block_on(searchable(Backend::Sqlite, corpus));
+    let pairs: Vec<(String, String)> = places
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let teams: Vec<String> = pairs
+        .iter()
+        .map(|(team, _)| team.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    let atoms = prop::sample::select(vec![
+        "wire",
+        "budget",
+        "the",
+        "deal",
+        "pri*",
+        "\"the deal\"",
+        "deal NEAR(3) price",
+        "from:allen-p",
+        "in:general",
+        "team:sales",
+        "kind:post",
+        "kind:edit",
+        "has:file",
+        "is:edited",
+        "is:deleted",
+        "has:reaction",
+        "emoji:thumbsup",
+        "sent>=2024-01-01T06:00:00Z",
+        "调查员",
+        "платёж",
+        "exact:Budget",
+    ])
+    .prop_map(str::to_owned);
+    let queries = atoms.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) AND ({b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) OR ({b})")),
+            inner.prop_map(|a| format!("NOT ({a})")),
+        ]
+    });
+    let scopes = (
+        prop::sample::subsequence(teams.clone(), 0..=teams.len().min(2)),
+        prop::sample::subsequence(pairs.clone(), 0..=4),
+    )
+        .prop_map(|(teams, channels)| {
+            Scope::teams(teams).union(Scope::channels(
+                channels
+                    .into_iter()
+                    .map(|(team, channel)| ChannelRef::new(team, channel)),
+            ))
+        });
+    let mut runner = TestRunner::new(Config {
+        cases: 120,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let parsed_cases = std::sync::atomic::AtomicUsize::new(0);
+    let non_empty_cases = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&(queries, scopes), |(query, scope)| {
+            let parsed = match search::parse(&query, &ParseOptions::default()) {
+                Ok(parsed) => {
+                    parsed_cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    parsed
+                }
+                // Some combinations are refused by design (a clause that
+                // cannot match); that is the parser's business.
+                Err(_) => return Ok(()),
+            };
+            let everything = s
+                .index
+                .find(&parsed, &Scope::All, false, Sort::Oldest, None, 1_000_000)
+                .unwrap();
+            let expected: BTreeSet<u64> = everything
+                .hits
+                .iter()
+                .filter(|hit| {
+                    let (team, channel) = &places[hit.seq as usize - 1];
+                    scope.allows(team, channel)
+                })
+                .map(|hit| hit.seq)
+                .collect();
+            let scoped = s
+                .index
+                .find(&parsed, &scope, false, Sort::Oldest, None, 1_000_000)
+                .unwrap();
+            let found: BTreeSet<u64> = scoped.hits.iter().map(|hit| hit.seq).collect();
+            if !found.is_empty() && found.len() < everything.hits.len() {
+                non_empty_cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            prop_assert_eq!(&found, &expected, "query {} scope {}", query, scope);
+            prop_assert_eq!(scoped.total as usize, found.len());
+            let posts = s
+                .index
+                .find(&parsed, &scope, true, Sort::Newest, None, 1_000_000)
+                .unwrap();
+            let post_keys: BTreeSet<u64> = scoped.hits.iter().map(|hit| hit.post_key).collect();
+            let grouped: BTreeSet<u64> = posts.hits.iter().map(|hit| hit.post_key).collect();
+            prop_assert_eq!(grouped, post_keys);
+            Ok(())
+        })
+        .unwrap();
+    // The property was tried on real answers: most queries parse, and many
+    // scoped answers are neither empty nor everything.
+    let parsed = parsed_cases.into_inner();
+    let narrowed = non_empty_cases.into_inner();
+    assert!(
+        parsed >= 60,
+        "only {parsed} of 120 generated queries parsed"
+    );
+    assert!(
+        narrowed >= 20,
+        "only {narrowed} cases had a scope that narrowed a non-empty answer"
+    );
+}

@@ -22,6 +22,7 @@
 
 mod find;
 mod follow;
+mod guard;
 mod near;
 mod query;
 mod tokenizer;

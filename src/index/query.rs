@@ -23,6 +23,7 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Score, Searcher, SegmentReader, Term};
 
+use super::guard::Guarded;
 use super::near::{NearQuery, Side};
 use super::{EXACT_TOKENIZER, IndexError, NAME_TOKENIZER, SearchIndex, TEXT_TOKENIZER};
 use crate::event::EventKind;
@@ -43,7 +44,11 @@ pub(crate) fn compile(
     let Some(scope_query) = scope_query(index, scope) else {
         return Ok(Box::new(EmptyQuery));
     };
-    let compiler = Compiler { index, searcher };
+    let compiler = Compiler {
+        index,
+        searcher,
+        scope: scope_query.box_clone(),
+    };
     let body = compiler.query(query)?;
     Ok(Box::new(BooleanQuery::new(vec![
         (Occur::Must, body),
@@ -104,6 +109,9 @@ fn filter(query: Boxed) -> Boxed {
 struct Compiler<'a> {
     index: &'a SearchIndex,
     searcher: &'a Searcher,
+    /// The scope's query: post-level facts (edited, deleted, reacted to)
+    /// are learnt from events inside the scope only.
+    scope: Boxed,
 }
 
 impl Compiler<'_> {
@@ -208,14 +216,15 @@ impl Compiler<'_> {
         }
     }
 
-    /// Every event of the posts that have an event of `kind` (a post is
-    /// edited when it has an edit event, and so on).
+    /// Every event of the posts that have an event of `kind` in the scope
+    /// (a post is edited when it has an edit event, and so on). An event
+    /// outside the scope tells nothing, not even that a post was edited.
     fn posts_with(&self, kind: EventKind) -> Result<Boxed, IndexError> {
         let fields = self.index.fields();
-        let query = TermQuery::new(
-            Term::from_field_text(fields.kind, kind.as_str()),
-            IndexRecordOption::Basic,
-        );
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, raw(fields.kind, kind.as_str())),
+            (Occur::Must, self.scope.box_clone()),
+        ]);
         let keys = self
             .searcher
             .search(&query, &PostKeys)
@@ -253,7 +262,7 @@ impl Compiler<'_> {
                 terms.remove(0),
                 IndexRecordOption::WithFreqs,
             )),
-            (_, false) => Box::new(PhraseQuery::new(terms)),
+            (_, false) => Box::new(Guarded(Box::new(PhraseQuery::new(terms)))),
             (1, true) => {
                 let expanded = self.expand(field, &tokens[0])?;
                 if expanded.is_empty() {
@@ -270,7 +279,7 @@ impl Compiler<'_> {
                 } else {
                     let mut query = PhrasePrefixQuery::new(terms);
                     query.set_max_expansions(u32::try_from(expansions + 1).unwrap_or(u32::MAX));
-                    Box::new(query)
+                    Box::new(Guarded(Box::new(query)))
                 }
             }
         })
