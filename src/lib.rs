@@ -9,6 +9,8 @@
 //! module's invariants.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -692,7 +692,7 @@ fn no_query_escapes_its_scope() {
     });
     let scopes = (
         prop::sample::subsequence(teams.clone(), 0..=teams.len().min(2)),
-        prop::sample::subsequence(pairs.clone(), 0..=4),
+        prop::sample::subsequence(pairs, 0..=4),
     )
         .prop_map(|(teams, channels)| {
             Scope::teams(teams).union(Scope::channels(

@@ -92,6 +92,8 @@ macro_rules! on_pool {
     };
 }
 
+pub mod audit; // after `on_pool!`, which it uses
+
 /// A key epoch: the data key of one channel on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochRow {

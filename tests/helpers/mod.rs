@@ -172,3 +172,21 @@ pub fn holdfast(data_dir: &Path) -> Command {
         .env("HOLDFAST_LOG", "warn");
     command
 }
+
+/// The archive's metadata database, migrated, without a store (the data
+/// directory is created for SQLite's file).
+pub async fn connect_db(archive: &TestArchive) -> holdfast::db::Db {
+    std::fs::create_dir_all(archive.data_dir()).expect("create data dir");
+    holdfast::db::Db::connect(&archive.options.database_url)
+        .await
+        .expect("connect to the metadata database")
+}
+
+/// Runs SQL (several statements allowed) directly, as someone with access
+/// to the database would, bypassing holdfast.
+pub async fn raw_sql(db: &holdfast::db::Db, sql: &'static str) -> Result<(), sqlx::Error> {
+    match db {
+        holdfast::db::Db::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        holdfast::db::Db::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+    }
+}
