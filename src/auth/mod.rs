@@ -29,6 +29,7 @@ pub mod local;
 pub mod mapping;
 pub mod password;
 pub mod roles;
+pub mod tokens;
 
 use secrecy::SecretString;
 
@@ -41,6 +42,10 @@ pub use local::{
 };
 pub use mapping::{GroupRuleConfig, RoleMapping, normalize_group};
 pub use roles::{Capability, Grant, Principal, Role, Via};
+pub use tokens::{
+    API_TOKEN_PREFIX, ApiTokenInfo, NewApiToken, Resolved, SESSION_PREFIX, TokenError, TokenKind,
+    TokenStore,
+};
 
 /// What a directory says about a person whose password it checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,6 +93,7 @@ macro_rules! on_pool {
 }
 
 pub mod audit; // after `on_pool!`, which it uses
+pub mod auth;
 
 /// A key epoch: the data key of one channel on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
