@@ -257,11 +257,15 @@ async fn bench_http(lines: &[String]) -> Phase {
     let options = StoreOptions::for_data_dir(dir.path().join("data"));
     let (store, _) = Store::open(&options).await.unwrap();
     let token = secrecy::SecretString::from("bench-token-0123456789".to_owned());
-    let state = holdfast::api::AppState::new(
-        store.clone(),
-        holdfast::api::auth::TokenHash::of(&token),
-        64 * 1024 * 1024,
-    );
+    // Every request is authenticated and audited, as in `serve`.
+    let access = holdfast::api::AccessState::open(
+        &store,
+        &holdfast::auth::AuthConfig::default(),
+        Some(holdfast::api::auth::TokenHash::of(&token)),
+    )
+    .await
+    .unwrap();
+    let state = holdfast::api::AppState::new(store.clone(), access, 64 * 1024 * 1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::auth::AuthConfig;
 use crate::store::keys::KekSource;
 use crate::store::{Durability, StoreOptions, default_database_url};
 
@@ -52,6 +53,8 @@ pub struct ConfigFile {
     pub ingest: IngestSection,
     #[serde(default)]
     pub index: IndexSection,
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +104,8 @@ pub struct Config {
     /// Longest time between an event's acknowledgement and its being
     /// searchable, give or take one index commit.
     pub index_refresh_ms: u64,
+    /// Who may sign in and what they may see (`[auth]`).
+    pub auth: AuthConfig,
 }
 
 /// Overrides from the command line.
@@ -112,7 +117,7 @@ pub struct Overrides {
 }
 
 /// `HOLDFAST_*` variables that configure holdfast (besides the one `kek_env` names).
-pub const ENV_VARS: [&str; 14] = [
+pub const ENV_VARS: [&str; 16] = [
     "HOLDFAST_CONFIG",
     "HOLDFAST_DATA_DIR",
     "HOLDFAST_LISTEN",
@@ -125,6 +130,8 @@ pub const ENV_VARS: [&str; 14] = [
     "HOLDFAST_INGEST_TOKEN",
     "HOLDFAST_MAX_BODY_BYTES",
     "HOLDFAST_INDEX_REFRESH_MS",
+    "HOLDFAST_ADMIN_PASSWORD",
+    "HOLDFAST_NEW_PASSWORD",
     "HOLDFAST_LOG",
     "HOLDFAST_LOG_FORMAT",
 ];
@@ -258,6 +265,16 @@ impl Config {
                 problem: format!("must be between 10 and 60000, got {index_refresh_ms}"),
             });
         }
+        file.auth.check().map_err(|error| match error {
+            crate::auth::AuthError::Config { field, problem } => ConfigError::Invalid {
+                key: field,
+                problem,
+            },
+            other => ConfigError::Invalid {
+                key: "auth".to_owned(),
+                problem: other.to_string(),
+            },
+        })?;
         let ingest_token = get("HOLDFAST_INGEST_TOKEN").map(SecretString::from);
         if let Some(token) = &ingest_token
             && secrecy::ExposeSecret::expose_secret(token).trim().len() < 16
@@ -280,6 +297,7 @@ impl Config {
             ingest_token_file: file.ingest.token_file,
             max_body_bytes,
             index_refresh_ms,
+            auth: file.auth,
         })
     }
 
@@ -337,6 +355,30 @@ impl Config {
         out.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
         out.push_str("\n[index]\n");
         out.push_str(&format!("refresh_ms = {}\n", self.index_refresh_ms));
+        out.push_str("\n[auth]\n");
+        let auth = &self.auth;
+        match auth.directory {
+            crate::auth::DirectoryKind::Local => {
+                out.push_str("directory = \"local\"\n");
+                out.push_str(&format!(
+                    "users_file = {}\n",
+                    quote(&auth.users_file_path(&self.data_dir).display().to_string())
+                ));
+            }
+            crate::auth::DirectoryKind::Ldap => {
+                out.push_str("directory = \"ldap\"\n");
+                if let Some(ldap) = &auth.ldap {
+                    out.push_str(&format!("# ldap.url = {}\n", quote(&ldap.url)));
+                    out.push_str(&format!(
+                        "# ldap.user_base_dn = {}\n",
+                        quote(&ldap.user_base_dn)
+                    ));
+                    out.push_str("# ldap bind password: not shown\n");
+                }
+            }
+        }
+        out.push_str(&format!("session_minutes = {}\n", auth.session_minutes));
+        out.push_str(&format!("# group rules: {}\n", auth.groups.len()));
         out
     }
 

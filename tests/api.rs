@@ -27,6 +27,8 @@ const BIG_LIMIT: u64 = 16 * 1024 * 1024;
 struct App {
     router: Router,
     store: Store,
+    /// A compliance officer's API token (every team) for reading back.
+    reader: String,
     /// Kept last so the store and router are dropped before the archive.
     _archive: TestArchive,
 }
@@ -72,14 +74,35 @@ impl App {
     async fn with_limit(backend: Backend, max_body_bytes: u64) -> App {
         let archive = TestArchive::new(backend).await;
         let store = archive.open().await;
-        let state = holdfast::api::AppState::new(
-            store.clone(),
-            holdfast::api::auth::TokenHash::of(&secrecy::SecretString::from(TOKEN.to_owned())),
-            max_body_bytes,
-        );
+        let access = holdfast::api::AccessState::open(
+            &store,
+            &holdfast::auth::AuthConfig::default(),
+            Some(holdfast::api::auth::TokenHash::of(
+                &secrecy::SecretString::from(TOKEN.to_owned()),
+            )),
+        )
+        .await
+        .unwrap();
+        // Reads need a role that may view messages: an officer who sees all.
+        let (_, reader) = access
+            .tokens
+            .create_api_token(
+                holdfast::auth::NewApiToken {
+                    name: "api-test-reader".to_owned(),
+                    role: holdfast::auth::Role::ComplianceOfficer,
+                    scope: holdfast::search::Scope::All,
+                    created_by: "tests".to_owned(),
+                    expires_at_ms: None,
+                },
+                chrono::Utc::now().timestamp_millis(),
+            )
+            .await
+            .unwrap();
+        let state = holdfast::api::AppState::new(store.clone(), access, max_body_bytes);
         App {
             router: holdfast::api::router(state),
             store,
+            reader: secrecy::ExposeSecret::expose_secret(&reader).to_owned(),
             _archive: archive,
         }
     }
@@ -110,7 +133,7 @@ impl App {
     async fn get(&self, path: &str) -> Reply {
         self.send(
             Request::get(path)
-                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::AUTHORIZATION, format!("Bearer {}", self.reader))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -1012,7 +1035,7 @@ async fn the_bearer_scheme_is_case_insensitive(backend: Backend) {
         let reply = app
             .send(
                 Request::get("/api/v1/events/earlier-0")
-                    .header(header::AUTHORIZATION, format!("{scheme} {TOKEN}"))
+                    .header(header::AUTHORIZATION, format!("{scheme} {}", app.reader))
                     .body(Body::empty())
                     .unwrap(),
             )
@@ -1268,7 +1291,7 @@ async fn ingest_and_read_back_over_a_real_socket(backend: Backend) {
         let id = event["id"].as_str().unwrap();
         let response = client
             .get(format!("{base}/api/v1/events/{}", path_segment(id)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(&app.reader)
             .send()
             .await
             .unwrap();
@@ -1278,7 +1301,7 @@ async fn ingest_and_read_back_over_a_real_socket(backend: Backend) {
     }
     let response = client
         .get(format!("{base}/api/v1/posts/sock-p"))
-        .bearer_auth(TOKEN)
+        .bearer_auth(&app.reader)
         .send()
         .await
         .unwrap();
@@ -1342,6 +1365,7 @@ async fn concurrent_ingest_over_a_real_socket_loses_nothing(backend: Backend) {
         let client = client.clone();
         let base = base.clone();
         let shared_batch = shared_batch.clone();
+        let reader = app.reader.clone();
         tasks.push(tokio::spawn(async move {
             let post = |body: String| {
                 client
@@ -1387,7 +1411,7 @@ async fn concurrent_ingest_over_a_real_socket_loses_nothing(backend: Backend) {
                     let id = event["id"].as_str().unwrap();
                     let response = client
                         .get(format!("{base}/api/v1/events/{id}"))
-                        .bearer_auth(TOKEN)
+                        .bearer_auth(&reader)
                         .send()
                         .await
                         .unwrap();
@@ -1522,6 +1546,7 @@ async fn an_event_with_a_nul_does_not_stop_the_archive(backend: Backend) {
             router,
             store,
             _archive: archive,
+            ..
         } = app;
         drop(router);
         store.close().await;

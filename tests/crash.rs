@@ -142,7 +142,25 @@ async fn sigkill_during_ingest_loses_no_acknowledged_event() {
         expected_events = acknowledged.lock().unwrap().len();
     }
 
-    // Restart: every acknowledged event is there.
+    // Restart: every acknowledged event is there, read back by an officer.
+    let created = helpers::holdfast(&data_dir)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "crash-reader",
+            "--role",
+            "compliance_officer",
+            "--all",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let reader = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     let server = Server::start(&data_dir);
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(
@@ -153,7 +171,7 @@ async fn sigkill_during_ingest_loses_no_acknowledged_event() {
     for id in &acknowledged {
         let response = client
             .get(format!("{}/api/v1/events/{id}", server.base))
-            .bearer_auth(TOKEN)
+            .bearer_auth(&reader)
             .send()
             .await
             .unwrap();

@@ -24,6 +24,8 @@ const TOKEN: &str = "search-api-test-token-77a1c0";
 struct App {
     router: Router,
     follower: Option<FollowerHandle>,
+    /// A compliance officer's token that sees every team.
+    reader: String,
     _archive: TestArchive,
 }
 
@@ -38,15 +40,34 @@ impl App {
             Arc::clone(&index),
             Duration::from_millis(100),
         );
-        let state = holdfast::api::AppState::new(
-            store,
-            holdfast::api::auth::TokenHash::of(&secrecy::SecretString::from(TOKEN.to_owned())),
-            16 * 1024 * 1024,
+        let access = holdfast::api::AccessState::open(
+            &store,
+            &holdfast::auth::AuthConfig::default(),
+            Some(holdfast::api::auth::TokenHash::of(
+                &secrecy::SecretString::from(TOKEN.to_owned()),
+            )),
         )
-        .with_index(index);
+        .await
+        .unwrap();
+        let (_, reader) = access
+            .tokens
+            .create_api_token(
+                holdfast::auth::NewApiToken {
+                    name: "search-reader".to_owned(),
+                    role: holdfast::auth::Role::ComplianceOfficer,
+                    scope: holdfast::search::Scope::All,
+                    created_by: "tests".to_owned(),
+                    expires_at_ms: None,
+                },
+                chrono::Utc::now().timestamp_millis(),
+            )
+            .await
+            .unwrap();
+        let state = holdfast::api::AppState::new(store, access, 16 * 1024 * 1024).with_index(index);
         App {
             router: holdfast::api::router(state),
             follower: Some(follower),
+            reader: secrecy::ExposeSecret::expose_secret(&reader).to_owned(),
             _archive: archive,
         }
     }
@@ -64,7 +85,7 @@ impl App {
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(
             Request::get(path)
-                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::AUTHORIZATION, format!("Bearer {}", self.reader))
                 .body(Body::empty())
                 .unwrap(),
         )

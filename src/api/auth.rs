@@ -1,19 +1,18 @@
-//! Bearer-token authentication. For now one ingest token (from
-//! `HOLDFAST_INGEST_TOKEN`, a token file, or generated into the data
-//! directory on first run); only its SHA-256 is kept in memory.
+//! The configured ingest credential: a token from `HOLDFAST_INGEST_TOKEN`,
+//! a token file, or generated into the data directory on first run, that
+//! may post events and nothing else (`access.rs`). Only its SHA-256 is kept
+//! in memory. People sign in for sessions and service accounts get named
+//! API tokens (`holdfast token create`); this one exists so that a chat
+//! connector can be pointed at a fresh install at once.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
-use super::error::ApiError;
 use crate::config::Config;
 
 /// The token's hash; comparing hashes keeps the token out of memory dumps of the state.
@@ -31,7 +30,7 @@ impl TokenHash {
         TokenHash(Sha256::digest(token.expose_secret().trim().as_bytes()).into())
     }
 
-    fn matches(&self, presented: &str) -> bool {
+    pub(crate) fn matches(&self, presented: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Constant-time comparison of the two digests.
         presented
@@ -99,30 +98,4 @@ fn read_token_file(path: &Path) -> std::io::Result<SecretString> {
         )));
     }
     Ok(SecretString::from(token.trim().to_owned()))
-}
-
-/// Proof that the request carried the ingest token.
-pub struct Authenticated;
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                // The scheme is case-insensitive (RFC 9110, section 11.1).
-                let (scheme, token) = value.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        if state.ingest_token.matches(presented) {
-            Ok(Authenticated)
-        } else {
-            Err(ApiError::Unauthorized)
-        }
-    }
 }

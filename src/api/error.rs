@@ -6,6 +6,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::audit::AuditError;
+use crate::auth::AuthError;
 use crate::index::IndexError;
 use crate::ingest::IngestError;
 use crate::search::{QueryError, SearchError};
@@ -33,6 +35,18 @@ pub enum ApiError {
     Index(IndexError),
     #[error("search failed: {0}")]
     SearchFailed(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("the audit trail cannot be written; nothing is answered without it")]
+    AuditUnavailable,
+    #[error("password sign-in is not available on this server; see the server log")]
+    SignInUnavailable,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 impl From<SearchError> for ApiError {
@@ -83,9 +97,30 @@ impl ApiError {
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
             ApiError::SearchUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"),
-            ApiError::Index(_) | ApiError::SearchFailed(_) => {
+            ApiError::Index(_) | ApiError::SearchFailed(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::AuditUnavailable => (StatusCode::INTERNAL_SERVER_ERROR, "audit_unavailable"),
+            ApiError::SignInUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "sign_in_unavailable"),
+            ApiError::Auth(AuthError::InvalidCredentials) => {
+                (StatusCode::UNAUTHORIZED, "invalid_credentials")
+            }
+            ApiError::Auth(AuthError::Disabled) => (StatusCode::FORBIDDEN, "account_disabled"),
+            ApiError::Auth(AuthError::RateLimited { .. }) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
+            ApiError::Auth(AuthError::DirectoryUnavailable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "directory_unavailable")
+            }
+            ApiError::Auth(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Audit(
+                AuditError::UnknownAction { .. }
+                | AuditError::UnknownOutcome { .. }
+                | AuditError::BadFilter(..)
+                | AuditError::BadTime { .. },
+            ) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Audit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -101,6 +136,16 @@ impl IntoResponse for ApiError {
                         .to_owned()
                 }
                 "search_unavailable" => "search is not available on this server".to_owned(),
+                "audit_unavailable" => {
+                    "the audit trail cannot be written; nothing is answered without it".to_owned()
+                }
+                "sign_in_unavailable" => {
+                    "password sign-in is not available on this server; see the server log"
+                        .to_owned()
+                }
+                "directory_unavailable" => {
+                    "the directory cannot be reached; try again later".to_owned()
+                }
                 "archive_damaged" => {
                     "the archive could not read this record; run holdfast verify".to_owned()
                 }
@@ -117,7 +162,13 @@ impl IntoResponse for ApiError {
             body["error"]["found"] = json!(error.found);
         }
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if let ApiError::Auth(AuthError::RateLimited { retry_after }) = &self
+            && let Ok(value) =
+                header::HeaderValue::from_str(&retry_after.0.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if code == "unauthorized" {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),

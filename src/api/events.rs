@@ -2,17 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
-use super::auth::Authenticated;
+use super::access::{AuditNote, Caller};
 use super::error::ApiError;
+use super::session::view_scope;
 use crate::event::{EventKind, format_at};
 use crate::ingest::{self, IngestReport};
 use crate::store::StoredEvent;
@@ -54,10 +55,9 @@ impl From<IngestReport> for IngestResponse {
 
 /// Takes NDJSON or a JSON array; answers once the accepted events are durable.
 pub async fn post_events(
-    _auth: Authenticated,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<IngestResponse>), ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
@@ -73,7 +73,12 @@ pub async fn post_events(
         .metrics
         .events_rejected
         .inc_by(report.rejected.len() as u64);
-    Ok(Json(report.into()))
+    let note = AuditNote(serde_json::json!({
+        "accepted": report.accepted,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected.len(),
+    }));
+    Ok((Extension(note), Json(report.into())))
 }
 
 #[derive(Serialize)]
@@ -93,20 +98,26 @@ fn event_response(stored: &StoredEvent) -> EventResponse {
     }
 }
 
+/// One event by id; an event outside the caller's scope is "not found".
 pub async fn get_event(
-    _auth: Authenticated,
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<EventResponse>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<EventResponse>), ApiError> {
     let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let scope = view_scope(&caller);
     let stored = state
         .store
         .get_event(&id)
         .await?
+        .filter(|stored| scope.allows(&stored.event.team, &stored.event.channel))
         .ok_or_else(|| ApiError::NotFound {
             what: format!("event {id:?}"),
         })?;
-    Ok(Json(event_response(&stored)))
+    let note = AuditNote(
+        serde_json::json!({"event": id, "team": stored.event.team, "channel": stored.event.channel}),
+    );
+    Ok((Extension(note), Json(event_response(&stored))))
 }
 
 #[derive(Serialize)]
@@ -145,12 +156,15 @@ pub struct PostResponse {
 
 /// All versions of a post, its reactions and every event about it.
 pub async fn get_post(
-    _auth: Authenticated,
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     post: Result<Path<String>, PathRejection>,
-) -> Result<Json<PostResponse>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<PostResponse>), ApiError> {
     let Path(post) = post.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-    let events = state.store.post_events(&post).await?;
+    let scope = view_scope(&caller);
+    let mut events = state.store.post_events(&post).await?;
+    // Events about this post id from outside the scope do not exist here.
+    events.retain(|stored| scope.allows(&stored.event.team, &stored.event.channel));
     let Some(first) = events.first() else {
         return Err(ApiError::NotFound {
             what: format!("post {post:?}"),
@@ -189,19 +203,23 @@ pub async fn get_post(
             _ => {}
         }
     }
-    Ok(Json(PostResponse {
-        post,
-        team: first.event.team.clone(),
-        channel: first.event.channel.clone(),
-        parent,
-        edited: versions.iter().any(|v| v.kind == EventKind::Edit),
-        deleted: versions.iter().any(|v| v.kind == EventKind::Delete),
-        versions,
-        reactions: reactions
-            .into_iter()
-            .filter(|(_, users)| !users.is_empty())
-            .map(|(emoji, users)| ReactionSummary { emoji, users })
-            .collect(),
-        events: events.iter().map(event_response).collect(),
-    }))
+    let note = AuditNote(serde_json::json!({"post": post, "events": events.len()}));
+    Ok((
+        Extension(note),
+        Json(PostResponse {
+            post,
+            team: first.event.team.clone(),
+            channel: first.event.channel.clone(),
+            parent,
+            edited: versions.iter().any(|v| v.kind == EventKind::Edit),
+            deleted: versions.iter().any(|v| v.kind == EventKind::Delete),
+            versions,
+            reactions: reactions
+                .into_iter()
+                .filter(|(_, users)| !users.is_empty())
+                .map(|(emoji, users)| ReactionSummary { emoji, users })
+                .collect(),
+            events: events.iter().map(event_response).collect(),
+        }),
+    ))
 }

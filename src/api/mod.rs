@@ -1,46 +1,53 @@
-//! The HTTP API (axum): a thin shell over `ingest`, `store` and `search`.
+//! The HTTP API (axum): a thin shell over `ingest`, `store`, `search`,
+//! `auth` and `audit`.
 //!
 //! Only this module knows HTTP. Request and response types are its own
-//! structs, converted by hand from the library's types. Every route except
-//! `/healthz` and `/metrics` needs the bearer token; `docs/openapi.yaml`
-//! describes them all.
+//! structs, converted by hand from the library's types. Every route is an
+//! entry of [`ENDPOINTS`] with its access requirement and audit action, and
+//! the router is built from that table alone (`access.rs`): a route cannot
+//! exist without a declared requirement. `docs/openapi.yaml` describes them.
 
+pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod search;
+pub mod session;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
+use crate::audit::AuditAction;
+use crate::auth::Capability;
 use crate::index::SearchIndex;
 use crate::store::Store;
-use auth::TokenHash;
+pub use access::{Access, AccessState, Caller, Endpoint};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub ingest_token: TokenHash,
     pub max_body_bytes: u64,
     pub metrics: Arc<metrics::ApiMetrics>,
     /// The search index, when this server searches (`serve` always does).
     pub index: Option<Arc<SearchIndex>>,
+    pub access: Arc<AccessState>,
 }
 
 impl AppState {
-    pub fn new(store: Store, ingest_token: TokenHash, max_body_bytes: u64) -> AppState {
+    pub fn new(store: Store, access: AccessState, max_body_bytes: u64) -> AppState {
         let metrics = Arc::new(metrics::ApiMetrics::new(store.metrics()));
         AppState {
             store,
-            ingest_token,
             max_body_bytes,
             metrics,
             index: None,
+            access: Arc::new(access),
         }
     }
 
@@ -56,20 +63,115 @@ impl AppState {
     }
 }
 
-/// The whole API.
+const fn endpoint(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    action: Option<AuditAction>,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        access,
+        action,
+    }
+}
+
+/// Every route of the API, with what it requires and how it is audited.
+pub static ENDPOINTS: &[Endpoint] = &[
+    endpoint(
+        "POST",
+        "/api/v1/events",
+        Access::Requires(Capability::IngestEvents),
+        Some(AuditAction::Ingest),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/events/{id}",
+        Access::Requires(Capability::ViewMessages),
+        Some(AuditAction::ViewEvent),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/posts/{post}",
+        Access::Requires(Capability::ViewMessages),
+        Some(AuditAction::ViewPost),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/posts/{post}/context",
+        Access::Requires(Capability::ViewMessages),
+        Some(AuditAction::ViewContext),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/search",
+        Access::Requires(Capability::SearchMessages),
+        Some(AuditAction::Search),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/audit",
+        Access::Requires(Capability::ReadAudit),
+        Some(AuditAction::AuditRead),
+    ),
+    // Signs in with a password; audits itself (login, login_failed).
+    endpoint("POST", "/api/v1/login", Access::Public, None),
+    endpoint(
+        "POST",
+        "/api/v1/logout",
+        Access::Authenticated,
+        Some(AuditAction::Logout),
+    ),
+    // The caller's own identity and grants: no archive data.
+    endpoint("GET", "/api/v1/me", Access::Authenticated, None),
+    endpoint(
+        "POST",
+        "/api/v1/me/password",
+        Access::Authenticated,
+        Some(AuditAction::UserChange),
+    ),
+    // Operational, no archive data, polled often: not audited.
+    endpoint("GET", "/healthz", Access::Public, None),
+    endpoint("GET", "/metrics", Access::Public, None),
+];
+
+/// The handler of an endpoint of [`ENDPOINTS`].
+fn handler(endpoint: &Endpoint, body_limit: usize) -> MethodRouter<AppState> {
+    match (endpoint.method, endpoint.path) {
+        ("POST", "/api/v1/events") => {
+            post(events::post_events).layer(DefaultBodyLimit::max(body_limit))
+        }
+        ("GET", "/api/v1/events/{id}") => get(events::get_event),
+        ("GET", "/api/v1/posts/{post}") => get(events::get_post),
+        ("GET", "/api/v1/posts/{post}/context") => get(search::context),
+        ("GET", "/api/v1/search") => get(search::search),
+        ("GET", "/api/v1/audit") => get(audit::list),
+        ("POST", "/api/v1/login") => post(session::login),
+        ("POST", "/api/v1/logout") => post(session::logout),
+        ("GET", "/api/v1/me") => get(session::me),
+        ("POST", "/api/v1/me/password") => post(session::change_password),
+        ("GET", "/healthz") => get(metrics::healthz),
+        ("GET", "/metrics") => get(metrics::metrics),
+        (method, path) => panic!("endpoint {method} {path} has no handler"),
+    }
+}
+
+/// The whole API, built from [`ENDPOINTS`].
 pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.max_body_bytes).unwrap_or(usize::MAX);
-    Router::new()
-        .route(
-            "/api/v1/events",
-            post(events::post_events).layer(DefaultBodyLimit::max(body_limit)),
-        )
-        .route("/api/v1/events/{id}", get(events::get_event))
-        .route("/api/v1/posts/{post}", get(events::get_post))
-        .route("/api/v1/posts/{post}/context", get(search::context))
-        .route("/api/v1/search", get(search::search))
-        .route("/healthz", get(metrics::healthz))
-        .route("/metrics", get(metrics::metrics))
+    let mut router = Router::new();
+    for endpoint in ENDPOINTS {
+        let method_router = handler(endpoint, body_limit);
+        let method_router = match endpoint.access {
+            Access::Public => method_router,
+            Access::Authenticated | Access::Requires(_) => method_router.route_layer(
+                axum::middleware::from_fn_with_state((state.clone(), endpoint), access::guard),
+            ),
+        };
+        router = router.route(endpoint.path, method_router);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -1,17 +1,18 @@
 //! `GET /api/v1/search` and `GET /api/v1/posts/{post}/context`.
 
-use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
-use super::auth::Authenticated;
+use super::access::{AuditNote, Caller};
 use super::error::ApiError;
+use crate::auth::Capability;
 use crate::event::format_at;
 use crate::index::Sort;
-use crate::search::{self, Hit, ParseOptions, Scope, SearchRequest, Versions};
+use crate::search::{self, Hit, ParseOptions, SearchRequest, Versions};
 
 #[derive(Debug, Deserialize)]
 pub struct SearchParams {
@@ -138,10 +139,10 @@ pub fn parse_zone(value: Option<&str>) -> Result<chrono::FixedOffset, String> {
 
 /// Searches the archive (see `docs/search.md`).
 pub async fn search(
-    _auth: Authenticated,
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     params: Result<Query<SearchParams>, QueryRejection>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<SearchResponse>), ApiError> {
     let Query(params) = params.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let index = state.index()?;
     let text = params
@@ -159,15 +160,23 @@ pub async fn search(
         cursor: params.cursor,
         limit: params.limit.unwrap_or(search::DEFAULT_PAGE),
     };
-    // Until access control exists (issue 4), the bearer token sees everything.
-    let scope = Scope::All;
+    let scope = caller.scope(Capability::SearchMessages);
     let page = search::search(&state.store, &index, &scope, &request).await?;
-    Ok(Json(SearchResponse {
-        query: page.query,
-        total: page.total,
-        hits: page.hits.into_iter().map(hit_response).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let note = AuditNote(serde_json::json!({
+        "query": page.query,
+        "total": page.total,
+        "hits": page.hits.len(),
+        "scope": scope.to_string(),
+    }));
+    Ok((
+        Extension(note),
+        Json(SearchResponse {
+            query: page.query,
+            total: page.total,
+            hits: page.hits.into_iter().map(hit_response).collect(),
+            next_cursor: page.next_cursor,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,11 +198,11 @@ pub struct ContextResponse {
 
 /// A post with its versions, its thread and the posts around it.
 pub async fn context(
-    _auth: Authenticated,
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     post: Result<Path<String>, PathRejection>,
     params: Result<Query<ContextParams>, QueryRejection>,
-) -> Result<Json<ContextResponse>, ApiError> {
+) -> Result<(Extension<AuditNote>, Json<ContextResponse>), ApiError> {
     let Path(post) = post.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let Query(params) = params.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let (before, after) = (params.before.unwrap_or(5), params.after.unwrap_or(5));
@@ -206,22 +215,31 @@ pub async fn context(
         }
     }
     let index = state.index()?;
-    let scope = Scope::All;
+    let scope = caller.scope(Capability::ViewMessages);
     let context = search::context(&state.store, &index, &scope, &post, before, after)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             what: format!("post {post:?}"),
         })?;
-    Ok(Json(ContextResponse {
-        post: hit_response(context.post),
-        versions: context
-            .versions
-            .iter()
-            .map(|event| serde_json::to_value(event).expect("events serialize"))
-            .collect(),
-        thread_root: context.thread_root,
-        thread: context.thread.into_iter().map(hit_response).collect(),
-        before: context.before.into_iter().map(hit_response).collect(),
-        after: context.after.into_iter().map(hit_response).collect(),
-    }))
+    let note = AuditNote(serde_json::json!({
+        "post": post,
+        "thread": context.thread.len(),
+        "before": context.before.len(),
+        "after": context.after.len(),
+    }));
+    Ok((
+        Extension(note),
+        Json(ContextResponse {
+            post: hit_response(context.post),
+            versions: context
+                .versions
+                .iter()
+                .map(|event| serde_json::to_value(event).expect("events serialize"))
+                .collect(),
+            thread_root: context.thread_root,
+            thread: context.thread.into_iter().map(hit_response).collect(),
+            before: context.before.into_iter().map(hit_response).collect(),
+            after: context.after.into_iter().map(hit_response).collect(),
+        }),
+    ))
 }

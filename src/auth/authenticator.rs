@@ -67,6 +67,16 @@ pub struct AuthConfig {
     pub groups: Vec<GroupRuleConfig>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// How long a sign-in session lasts, in minutes (1 to 10080).
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u64,
+}
+
+/// A working day.
+pub const DEFAULT_SESSION_MINUTES: u64 = 480;
+
+fn default_session_minutes() -> u64 {
+    DEFAULT_SESSION_MINUTES
 }
 
 impl Default for AuthConfig {
@@ -77,6 +87,7 @@ impl Default for AuthConfig {
             ldap: None,
             groups: default_groups(),
             rate_limit: RateLimitConfig::default(),
+            session_minutes: DEFAULT_SESSION_MINUTES,
         }
     }
 }
@@ -204,6 +215,40 @@ impl AuthConfig {
 
     pub fn mapping(&self) -> Result<RoleMapping, AuthError> {
         RoleMapping::from_config(&self.groups)
+    }
+
+    /// How long a session lasts, checked.
+    pub fn session_length(&self) -> Result<Duration, AuthError> {
+        if !(1..=10_080).contains(&self.session_minutes) {
+            return Err(AuthError::config(
+                "auth.session_minutes",
+                format!(
+                    "must be between 1 and 10080 (a week), got {}",
+                    self.session_minutes
+                ),
+            ));
+        }
+        Ok(Duration::from_secs(self.session_minutes * 60))
+    }
+
+    /// Everything checkable without the network: the group rules, the rate
+    /// limits, the session length, and that the directory section is
+    /// consistent. The server refuses to start when this fails.
+    pub fn check(&self) -> Result<(), AuthError> {
+        self.mapping()?;
+        self.rate_limit.limiter_config()?;
+        self.session_length()?;
+        match (self.directory, &self.ldap) {
+            (DirectoryKind::Local, Some(_)) => Err(AuthError::config(
+                "auth.ldap",
+                "is set but auth.directory is \"local\": set directory = \"ldap\" or remove it",
+            )),
+            (DirectoryKind::Ldap, None) => Err(AuthError::config(
+                "auth.ldap",
+                "is needed when auth.directory = \"ldap\"",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Directory, mapping and rate limiter, checked.

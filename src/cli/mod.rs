@@ -5,8 +5,11 @@
 //! 0 success, 1 the archive failed verification or input was rejected,
 //! 2 any other error.
 
+mod audit;
 mod import;
 mod search;
+mod tokens;
+mod users;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -116,6 +119,26 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Local users (the users file of the built-in directory): add, passwd,
+    /// disable, enable, remove, list. Every change is audited.
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+    /// Local groups (mapped to roles by [[auth.groups]]): add-member,
+    /// remove-member, list. Every change is audited.
+    Group {
+        #[command(subcommand)]
+        command: users::GroupCommand,
+    },
+    /// API tokens of service accounts: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
+    /// Read the audit trail (a table, --json or --csv), or check it with
+    /// `holdfast audit verify`. Reading it is itself audited.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +284,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify { json, expect_head } => verify(&config, json, expect_head).await,
         Command::Index { command } => index_command(&config, command).await,
+        Command::User { command } => users::run_user(&config, command).await,
+        Command::Group { command } => users::run_group(&config, command).await,
+        Command::Token { command } => tokens::run(&config, command).await,
+        Command::Audit(args) => audit::run(&config, args).await,
         Command::Stats { json } => stats(&config, json).await,
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
@@ -312,12 +339,11 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         Arc::clone(&index),
         std::time::Duration::from_millis(config.index_refresh_ms),
     );
-    let state = api::AppState::new(
-        store.clone(),
-        auth::TokenHash::of(&token),
-        config.max_body_bytes,
-    )
-    .with_index(index);
+    bootstrap_admin(config)?;
+    let access = api::AccessState::open(&store, &config.auth, Some(auth::TokenHash::of(&token)))
+        .await
+        .context("cannot set up sign-in and the audit trail")?;
+    let state = api::AppState::new(store.clone(), access, config.max_body_bytes).with_index(index);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -325,14 +351,47 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     tracing::info!(%address, data_dir = %config.data_dir.display(), "holdfast is serving");
     // Tests and scripts read this line to find the port.
     eprintln!("listening on http://{address}");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    axum::serve(
+        listener,
+        api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server failed")?;
     follower.stop().await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// With the local directory and no users yet: creates `admin` (group
+/// `admins`) with `HOLDFAST_ADMIN_PASSWORD`, or with a one-time password
+/// printed here once.
+fn bootstrap_admin(config: &Config) -> anyhow::Result<()> {
+    if config.auth.directory != crate::auth::DirectoryKind::Local {
+        return Ok(());
+    }
+    let path = config.auth.users_file_path(&config.data_dir);
+    let given = std::env::var("HOLDFAST_ADMIN_PASSWORD")
+        .ok()
+        .map(secrecy::SecretString::from);
+    match crate::auth::ensure_bootstrap_admin(&path, given)
+        .with_context(|| format!("cannot set up the users file {}", path.display()))?
+    {
+        crate::auth::Bootstrap::Existing => {}
+        crate::auth::Bootstrap::CreatedWithGivenPassword => {
+            tracing::warn!(path = %path.display(), "created the first user, admin, with HOLDFAST_ADMIN_PASSWORD");
+        }
+        crate::auth::Bootstrap::CreatedWithGeneratedPassword(password) => {
+            // Printed once, to the terminal of whoever started the server;
+            // it must be changed at first sign-in.
+            eprintln!(
+                "created the first user: admin, one-time password {} (change it at first sign-in: POST /api/v1/me/password)",
+                secrecy::ExposeSecret::expose_secret(&password)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The search index, rebuilt from the store when it was built by another
