@@ -88,8 +88,11 @@ impl AccessState {
         ingest_token: Option<TokenHash>,
     ) -> Result<AccessState, AccessSetupError> {
         let data_dir = store.data_dir().to_path_buf();
-        let (key, _created) =
-            crate::audit::AuditKey::load_or_create(&data_dir.join(crate::audit::AUDIT_KEY_FILE))?;
+        let key_path = data_dir.join(crate::audit::AUDIT_KEY_FILE);
+        let (key, created) = crate::audit::key_for_appending(store.db(), &key_path).await?;
+        if created {
+            tracing::warn!(path = %key_path.display(), fingerprint = key.fingerprint(), "created the audit key; back it up with the master key");
+        }
         let audit = AuditLog::open(store.db().clone(), key).await?;
         let authenticator = match auth.authenticator(&data_dir) {
             Ok(authenticator) => Some(authenticator),

@@ -381,6 +381,33 @@ impl AuditRecord {
     }
 }
 
+/// The key to append to the trail in `db` with: the key file at `path`, or
+/// a new one (written there, mode 0600; `true` returned) when the trail was
+/// never started. A trail started with a key whose file is now missing is
+/// an error: a new key could never continue it, and writing one would only
+/// hide the loss.
+pub async fn key_for_appending(
+    db: &Db,
+    path: &std::path::Path,
+) -> Result<(AuditKey, bool), AuditError> {
+    let exists = path.try_exists().map_err(|error| AuditError::KeyFile {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    if exists {
+        return Ok((AuditKey::load(path)?, false));
+    }
+    if let Some(fingerprint) = db.audit_head().await?.and_then(|head| head.key_fingerprint) {
+        return Err(AuditError::KeyFile {
+            path: path.display().to_string(),
+            reason: format!(
+                "is missing, but the audit trail was started with key {fingerprint}: restore the file from your backup (a new key cannot continue the trail)"
+            ),
+        });
+    }
+    AuditKey::load_or_create(path)
+}
+
 /// Errors of the audit trail.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

@@ -140,20 +140,7 @@ pub(super) async fn connect_db(config: &Config) -> anyhow::Result<Db> {
 /// was never started. A trail that was started with a key whose file is
 /// now missing is an error: a new key cannot continue it.
 async fn key_for_appending(db: &Db, path: &Path) -> anyhow::Result<AuditKey> {
-    let exists = path
-        .try_exists()
-        .with_context(|| format!("cannot look for the audit key {}", path.display()))?;
-    if exists {
-        return Ok(AuditKey::load(path)?);
-    }
-    if let Some(fingerprint) = db.audit_head().await?.and_then(|head| head.key_fingerprint) {
-        bail!(
-            "the audit key file {} is missing, but the audit trail was started with key {fingerprint}: \
-             restore the file from your backup (a new key cannot continue the trail)",
-            path.display()
-        );
-    }
-    let (key, created) = AuditKey::load_or_create(path)?;
+    let (key, created) = crate::audit::key_for_appending(db, path).await?;
     if created {
         eprintln!(
             "created the audit key {} (fingerprint {}); back it up with the master key",
