@@ -189,3 +189,56 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         path: uri.path().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/openapi.yaml` describes exactly the routes of [`ENDPOINTS`].
+    #[test]
+    fn the_openapi_file_lists_every_endpoint_and_no_other() {
+        let spec = include_str!("../../docs/openapi.yaml");
+        let paths_section = &spec[spec.find("\npaths:\n").expect("a paths section")..];
+        let paths_section =
+            &paths_section[..paths_section.find("\ncomponents:").expect("components")];
+        let mut documented = Vec::new();
+        let mut current = None;
+        for line in paths_section.lines() {
+            if let Some(path) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+                && path.starts_with('/')
+            {
+                current = Some(path.to_owned());
+            } else if let Some(method) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':'))
+                && ["get", "post", "put", "delete", "patch"].contains(&method)
+                && let Some(path) = &current
+            {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut routed: Vec<(String, String)> = ENDPOINTS
+            .iter()
+            .map(|endpoint| (endpoint.method.to_owned(), endpoint.path.to_owned()))
+            .collect();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+
+    /// Every route has a handler, and message data is never public.
+    #[test]
+    fn every_endpoint_has_a_handler_and_data_routes_need_a_capability() {
+        for endpoint in ENDPOINTS {
+            let _ = handler(endpoint, 1024);
+            if endpoint.path.starts_with("/api/v1/") && endpoint.path != "/api/v1/login" {
+                assert_ne!(endpoint.access, Access::Public, "{}", endpoint.path);
+            }
+            if matches!(endpoint.access, Access::Requires(_)) {
+                assert!(
+                    endpoint.action.is_some(),
+                    "{} is not audited",
+                    endpoint.path
+                );
+            }
+        }
+    }
+}
