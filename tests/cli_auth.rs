@@ -1005,6 +1005,7 @@ both_backends!(
     the_trail_reads_as_table_json_and_csv,
     verify_finds_an_altered_record,
     a_missing_audit_key_is_an_error_not_a_new_key,
+    reads_ingests_and_key_rotation_are_audited,
 );
 
 // ---------------------------------------------------------------------------
@@ -1092,4 +1093,49 @@ fn every_command_and_flag_has_help() {
     for command in ["user", "group", "token", "audit"] {
         assert!(top.contains(command), "{top}");
     }
+}
+
+/// Reading message data, ingesting and rotating the master key on the
+/// command line are recorded too, before the answer is printed.
+async fn reads_ingests_and_key_rotation_are_audited(backend: Backend) {
+    let cli = Cli::new(backend).await;
+    let input = cli.archive.dir.path().join("events.ndjson");
+    std::fs::write(
+        &input,
+        "{\"id\":\"e1\",\"kind\":\"post\",\"at\":\"2024-01-15T09:00:00Z\",\"team\":\"legal\",\
+         \"channel\":\"deals\",\"user\":\"allen-p\",\"post\":\"p1\",\"text\":\"wire transfer\"}\n",
+    )
+    .unwrap();
+    cli.run(&["ingest", input.to_str().unwrap()]).ok();
+    cli.run(&["get", "e1"]).ok().stdout_has(&["wire transfer"]);
+    cli.run(&["post", "p1"]).ok();
+    cli.run(&["search", "wire"])
+        .ok()
+        .stdout_has(&["1 of 1 hits"]);
+    cli.run(&["get", "nope"]).expect_code(2);
+    cli.run(&["keys", "rotate"]).ok();
+    let records = cli.audit_records();
+    let ingest = of_action(&records, "ingest");
+    assert_eq!(ingest.len(), 1, "{records:#?}");
+    assert_eq!(ingest[0]["params"]["accepted"], 1);
+    let views = of_action(&records, "view_event");
+    assert_eq!(views.len(), 2, "{records:#?}");
+    assert_eq!(views[0]["params"]["found"], true);
+    assert_eq!(views[1]["params"]["found"], false);
+    assert_eq!(of_action(&records, "view_post").len(), 1);
+    let searches = of_action(&records, "search");
+    assert_eq!(searches.len(), 1);
+    assert_eq!(searches[0]["params"]["query"], "wire");
+    assert_eq!(searches[0]["params"]["total"], 1);
+    let rotations = of_action(&records, "key_rotation");
+    assert_eq!(rotations.len(), 1, "{records:#?}");
+    assert_eq!(rotations[0]["client"], "cli");
+    assert!(rotations[0]["params"]["rewrapped"].as_u64().unwrap() >= 1);
+    for record in &records {
+        assert!(
+            !record.to_string().contains("wire transfer"),
+            "message text in the trail: {record}"
+        );
+    }
+    cli.run(&["audit", "verify"]).ok();
 }

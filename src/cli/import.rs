@@ -109,6 +109,19 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> 
         }
         Err(error) => return Err(error.into()),
     };
+    super::audit::CliAudit::open(config)
+        .await?
+        .record_ok(
+            crate::audit::AuditAction::Ingest,
+            serde_json::json!({
+                "import": report.format,
+                "source": report.source,
+                "dry_run": report.dry_run,
+                "accepted": report.totals.accepted,
+                "duplicates": report.totals.duplicates,
+            }),
+        )
+        .await?;
     if let (Some(file), Some(path)) = (report_file, &args.report) {
         write_report(file, &report)
             .with_context(|| format!("cannot write the report file {}", path.display()))?;

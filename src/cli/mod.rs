@@ -264,7 +264,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::run(&config, args).await,
         Command::Get { id } => {
             let store = Store::open_read_only(&config.store_options()).await?;
-            let Some(stored) = store.get_event(&id).await? else {
+            let trail = audit::CliAudit::open(&config).await?;
+            let stored = store.get_event(&id).await?;
+            trail
+                .record_ok(
+                    crate::audit::AuditAction::ViewEvent,
+                    serde_json::json!({"event": id, "found": stored.is_some()}),
+                )
+                .await?;
+            let Some(stored) = stored else {
                 bail!("no event with id {id:?}");
             };
             println!("{}", serde_json::to_string_pretty(&stored.event)?);
@@ -272,7 +280,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Post { post } => {
             let store = Store::open_read_only(&config.store_options()).await?;
+            let trail = audit::CliAudit::open(&config).await?;
             let events = store.post_events(&post).await?;
+            trail
+                .record_ok(
+                    crate::audit::AuditAction::ViewPost,
+                    serde_json::json!({"post": post, "events": events.len()}),
+                )
+                .await?;
             if events.is_empty() {
                 bail!("no post with id {post:?}");
             }
@@ -457,6 +472,18 @@ async fn ingest_file(config: &Config, input: &str, batch_lines: usize) -> anyhow
     .await;
     store.close().await;
     let report = report?;
+    audit::CliAudit::open(config)
+        .await?
+        .record_ok(
+            crate::audit::AuditAction::Ingest,
+            serde_json::json!({
+                "source": input,
+                "accepted": report.accepted,
+                "duplicates": report.duplicates,
+                "rejected": report.rejected.len(),
+            }),
+        )
+        .await?;
     for rejected in report.rejected.iter().take(50) {
         eprintln!(
             "rejected line {}{}: {}",
@@ -649,10 +676,22 @@ async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Resul
         );
     }
     let (store, _recovery) = Store::open_existing(&options).await?;
+    let trail = audit::CliAudit::open(config).await?;
     match (new_key_file, &current) {
         (Some(path), _) => {
             let new_key = MasterKey::load(&KekSource::File(path.clone()))?;
-            let n = store.rotate_master_key(&new_key).await?;
+            let rotated = store.rotate_master_key(&new_key).await;
+            let n = trail
+                .audited(
+                    crate::audit::AuditAction::KeyRotation,
+                    serde_json::json!({"new_key": new_key.fingerprint(), "from_file": path}),
+                    rotated.map_err(anyhow::Error::from),
+                    |n, mut params| {
+                        params["rewrapped"] = serde_json::json!(n);
+                        params
+                    },
+                )
+                .await?;
             println!(
                 "rewrapped {n} data keys under key {} from {}; point keys.kek_file at that file now: the old key no longer opens the archive",
                 new_key.fingerprint(),
@@ -668,7 +707,20 @@ async fn rotate(config: &Config, new_key_file: Option<PathBuf>) -> anyhow::Resul
             }
             let new_key = MasterKey::generate();
             new_key.write_new_file(&staged)?;
-            let n = store.rotate_master_key(&new_key).await?;
+            let n = trail
+                .audited(
+                    crate::audit::AuditAction::KeyRotation,
+                    serde_json::json!({"new_key": new_key.fingerprint(), "written_to": path}),
+                    store
+                        .rotate_master_key(&new_key)
+                        .await
+                        .map_err(anyhow::Error::from),
+                    |n, mut params| {
+                        params["rewrapped"] = serde_json::json!(n);
+                        params
+                    },
+                )
+                .await?;
             std::fs::rename(&staged, path)
                 .and_then(|()| keys::sync_parent_dir(path))
                 .with_context(|| {

@@ -80,7 +80,14 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
         limit: args.limit,
     };
     // The command line runs with the data directory's owner's rights: all.
+    let trail = super::audit::CliAudit::open(config).await?;
     let page = search::search(&store, &index, &Scope::All, &request).await?;
+    trail
+        .record_ok(
+            crate::audit::AuditAction::Search,
+            serde_json::json!({"query": page.query, "total": page.total, "hits": page.hits.len()}),
+        )
+        .await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         for hit in page.hits {
