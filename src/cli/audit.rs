@@ -142,10 +142,10 @@ pub(super) async fn connect_db(config: &Config) -> anyhow::Result<Db> {
 async fn key_for_appending(db: &Db, path: &Path) -> anyhow::Result<AuditKey> {
     let (key, created) = crate::audit::key_for_appending(db, path).await?;
     if created {
-        eprintln!(
-            "created the audit key {} (fingerprint {}); back it up with the master key",
-            path.display(),
-            key.fingerprint()
+        tracing::warn!(
+            path = %path.display(),
+            fingerprint = key.fingerprint(),
+            "created the audit key; back it up with the master key"
         );
     }
     Ok(key)
