@@ -460,6 +460,34 @@ impl Db {
         }
     }
 
+    /// Every event about any of `posts`, in `seq` order.
+    pub async fn events_of_posts(&self, posts: &[&str]) -> Result<Vec<EventRow>, DbError> {
+        if posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Db::Sqlite(pool) => {
+                let list = serde_json::to_string(posts).expect("a list of strings serializes");
+                let rows = sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE post_id IN (SELECT value FROM json_each($1)) ORDER BY seq"
+                ))
+                .bind(list)
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(event_from_row).collect()
+            }
+            Db::Postgres(pool) => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE post_id = ANY($1) ORDER BY seq"
+                ))
+                .bind(posts)
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(event_from_row).collect()
+            }
+        }
+    }
+
     /// For each of `posts` that has events, the smallest `seq` of an event
     /// about it: a post's stable number (the index groups versions by it).
     pub async fn first_seq_of_posts(

@@ -7,10 +7,12 @@
 //! or repeats a hit, even among events with identical timestamps.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
+use tantivy::columnar::{Column, ColumnIndex, ColumnValues};
 use tantivy::{DocId, Score, SegmentReader};
 
 /// How hits are ordered.
@@ -88,7 +90,8 @@ pub(crate) fn page(
     limit: usize,
 ) -> FoundPage {
     let mut hits = if collapse {
-        let mut posts: HashMap<u64, Found> = HashMap::with_capacity(matches.len());
+        let mut posts: FxHashMap<u64, Found> =
+            FxHashMap::with_capacity_and_hasher(matches.len(), Default::default());
         for found in matches {
             posts
                 .entry(found.post_key)
@@ -130,10 +133,55 @@ pub(crate) struct AllMatches {
 }
 
 pub(crate) struct SegmentMatches {
-    seq: Option<Column<u64>>,
-    at_us: Option<Column<i64>>,
-    post_key: Option<Column<u64>>,
+    columns: Option<Columns>,
     found: Vec<Found>,
+    /// Scratch space for `collect_block`.
+    buffers: Buffers,
+}
+
+/// Scratch columns of one block: seq, at_us, post_key.
+type Buffers = (Vec<Option<u64>>, Vec<Option<i64>>, Vec<Option<u64>>);
+
+/// The three fast fields of a segment. Every document has each of them, so
+/// they are read directly from their values (no optional-index lookup).
+struct Columns {
+    seq: Reader<u64>,
+    at_us: Reader<i64>,
+    post_key: Reader<u64>,
+}
+
+enum Reader<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static> {
+    /// Every document has exactly one value: read by document number.
+    Full(Arc<dyn ColumnValues<T>>),
+    Other(Column<T>),
+}
+
+impl<T> Reader<T>
+where
+    T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn new(column: Column<T>) -> Reader<T> {
+        match column.index {
+            ColumnIndex::Full => Reader::Full(Arc::clone(&column.values)),
+            _ => Reader::Other(column),
+        }
+    }
+
+    fn get(&self, doc: DocId) -> Option<T> {
+        match self {
+            Reader::Full(values) => Some(values.get_val(doc)),
+            Reader::Other(column) => column.first(doc),
+        }
+    }
+
+    fn get_block(&self, docs: &[DocId], out: &mut Vec<Option<T>>) {
+        out.clear();
+        out.resize(docs.len(), None);
+        match self {
+            Reader::Full(values) => values.get_vals_opt(docs, out),
+            Reader::Other(column) => column.first_vals(docs, out),
+        }
+    }
 }
 
 impl Collector for AllMatches {
@@ -146,11 +194,18 @@ impl Collector for AllMatches {
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentMatches> {
         let fast = segment.fast_fields();
+        let columns = match (fast.u64("seq"), fast.i64("at_us"), fast.u64("post_key")) {
+            (Ok(seq), Ok(at_us), Ok(post_key)) => Some(Columns {
+                seq: Reader::new(seq),
+                at_us: Reader::new(at_us),
+                post_key: Reader::new(post_key),
+            }),
+            _ => None,
+        };
         Ok(SegmentMatches {
-            seq: fast.u64("seq").ok(),
-            at_us: fast.i64("at_us").ok(),
-            post_key: fast.u64("post_key").ok(),
+            columns,
             found: Vec::new(),
+            buffers: (Vec::new(), Vec::new(), Vec::new()),
         })
     }
 
@@ -171,20 +226,40 @@ impl SegmentCollector for SegmentMatches {
     type Fruit = Vec<Found>;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let (Some(seq), Some(at_us), Some(post_key)) = (&self.seq, &self.at_us, &self.post_key)
-        else {
+        let Some(columns) = &self.columns else {
             return;
         };
-        let (Some(seq), Some(at_us)) = (seq.first(doc), at_us.first(doc)) else {
+        let (Some(seq), Some(at_us)) = (columns.seq.get(doc), columns.at_us.get(doc)) else {
             return;
         };
         self.found.push(Found {
             seq,
             at_us,
-            post_key: post_key.first(doc).unwrap_or(seq),
+            post_key: columns.post_key.get(doc).unwrap_or(seq),
             score,
             matched: 1,
         });
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let Some(columns) = &self.columns else {
+            return;
+        };
+        let (seqs, ats, keys) = &mut self.buffers;
+        columns.seq.get_block(docs, seqs);
+        columns.at_us.get_block(docs, ats);
+        columns.post_key.get_block(docs, keys);
+        for ((seq, at_us), key) in seqs.iter().zip(ats.iter()).zip(keys.iter()) {
+            if let (Some(seq), Some(at_us)) = (*seq, *at_us) {
+                self.found.push(Found {
+                    seq,
+                    at_us,
+                    post_key: key.unwrap_or(seq),
+                    score: 0.0,
+                    matched: 1,
+                });
+            }
+        }
     }
 
     fn harvest(self) -> Vec<Found> {

@@ -61,6 +61,10 @@ pub const NAME_TOKENIZER: &str = "hf_name";
 
 /// Events read from the store per indexing step.
 const BATCH_EVENTS: usize = 5_000;
+/// Longest time between two commits while catching up: what a large
+/// catch-up adds to the visibility of new events. Committing less often
+/// than every step makes larger segments and far less merging.
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Memory budget of the index writer (tantivy's minimum is 15 MB a thread).
 const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
 
@@ -494,6 +498,8 @@ pub(crate) async fn advance(
     if writer.is_none() {
         *writer = Some(index.writer()?);
     }
+    let mut last_commit = std::time::Instant::now();
+    let mut committed = indexed;
     loop {
         let events = store.events_from(indexed + 1, BATCH_EVENTS).await?;
         let Some(last) = events.last().map(|stored| stored.seq) else {
@@ -510,15 +516,51 @@ pub(crate) async fn advance(
             break;
         };
         let path = index.path.display().to_string();
+        let commit_now = last >= store_last || last_commit.elapsed() >= COMMIT_INTERVAL;
         let (back, result) = tokio::task::spawn_blocking(move || {
             let result = (|| {
                 for document in documents {
                     taken.add_document(document)?;
                 }
-                let mut commit = taken.prepare_commit()?;
-                commit.set_payload(&last.to_string());
-                commit.commit()
+                if commit_now {
+                    let mut commit = taken.prepare_commit()?;
+                    commit.set_payload(&last.to_string());
+                    commit.commit()?;
+                }
+                Ok(())
             })();
+            (taken, result)
+        })
+        .await
+        .map_err(|error| IndexError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        result.map_err(|source: tantivy::TantivyError| IndexError::Tantivy { path, source })?;
+        *writer = Some(back);
+        indexed = last;
+        if commit_now {
+            committed = last;
+            last_commit = std::time::Instant::now();
+            progress(committed, store_last);
+        }
+        if indexed >= store_last {
+            break;
+        }
+    }
+    if indexed > committed {
+        // The store ended before its last seq said (never expected): commit
+        // what was added, so that nothing added stays uncommitted in the
+        // writer and is added again by the next catch-up.
+        let Some(mut taken) = writer.take() else {
+            return Ok(committed);
+        };
+        let path = index.path.display().to_string();
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = taken.prepare_commit().and_then(|mut commit| {
+                commit.set_payload(&indexed.to_string());
+                commit.commit()
+            });
             (taken, result)
         })
         .await
@@ -528,13 +570,9 @@ pub(crate) async fn advance(
         })?;
         result.map_err(|source| IndexError::Tantivy { path, source })?;
         *writer = Some(back);
-        indexed = last;
-        progress(indexed, store_last);
-        if indexed >= store_last {
-            break;
-        }
+        committed = indexed;
     }
-    Ok(indexed)
+    Ok(committed)
 }
 
 /// Each event's post number: the smallest seq of an event about its post

@@ -163,6 +163,7 @@ pub async fn search(
         .into_iter()
         .map(|stored| (stored.seq, stored))
         .collect();
+    let versions = versions_of(store, scope, matched.values()).await?;
     let mut hits = Vec::with_capacity(found.hits.len());
     for found_hit in &found.hits {
         let Some(stored) = matched.remove(&found_hit.seq) else {
@@ -171,17 +172,20 @@ pub async fn search(
         if !scope.allows(&stored.event.team, &stored.event.channel) {
             continue;
         }
-        let hit = build_hit(
-            store,
+        let post_versions = stored
+            .event
+            .post
+            .as_ref()
+            .and_then(|post| versions.get(post).cloned())
+            .unwrap_or_default();
+        hits.push(build_hit(
             index,
-            scope,
-            stored,
+            &stored,
+            &post_versions,
             found_hit,
             collapse,
             Some(&request.query),
-        )
-        .await?;
-        hits.push(hit);
+        ));
     }
     Ok(SearchPage {
         query: request.query.to_string(),
@@ -193,21 +197,42 @@ pub async fn search(
     })
 }
 
-/// A hit for one matching event; with `collapse`, for its post.
-async fn build_hit(
+/// Every event `scope` allows about the posts of `events`, by post: one
+/// query for a whole page.
+async fn versions_of<'a>(
     store: &Store,
-    index: &SearchIndex,
     scope: &Scope,
-    stored: StoredEvent,
+    events: impl Iterator<Item = &'a StoredEvent>,
+) -> Result<std::collections::HashMap<String, Vec<StoredEvent>>, SearchError> {
+    let mut posts: Vec<&str> = events
+        .filter_map(|stored| stored.event.post.as_deref())
+        .collect();
+    posts.sort_unstable();
+    posts.dedup();
+    let mut by_post: std::collections::HashMap<String, Vec<StoredEvent>> =
+        std::collections::HashMap::new();
+    for stored in store.events_of_posts(&posts).await? {
+        if !scope.allows(&stored.event.team, &stored.event.channel) {
+            continue;
+        }
+        if let Some(post) = stored.event.post.clone() {
+            by_post.entry(post).or_default().push(stored);
+        }
+    }
+    Ok(by_post)
+}
+
+/// A hit for one matching event; with `collapse`, for its post. `versions`
+/// are the events about its post that the scope allows.
+fn build_hit(
+    index: &SearchIndex,
+    stored: &StoredEvent,
+    versions: &[StoredEvent],
     found: &Found,
     collapse: bool,
     query: Option<&Query>,
-) -> Result<Hit, SearchError> {
-    let versions = match &stored.event.post {
-        Some(post) => post_versions(store, scope, post).await?,
-        None => Vec::new(),
-    };
-    let summary = PostSummary::of(&versions);
+) -> Hit {
+    let summary = PostSummary::of(versions);
     let matched_event_id = stored.event.id.clone();
     let event = if collapse {
         summary
@@ -225,7 +250,7 @@ async fn build_hit(
         stored.seq
     };
     let snippet = snippet_of(index, query, &event, &stored.event);
-    Ok(Hit {
+    Hit {
         event,
         seq,
         matched_event_id,
@@ -236,7 +261,7 @@ async fn build_hit(
         reactions: summary.reactions,
         snippet,
         score: found.score,
-    })
+    }
 }
 
 /// Every event about `post` that `scope` allows, in store order.
@@ -463,16 +488,7 @@ pub async fn context(
         score: 0.0,
         matched: 1,
     };
-    let post_hit = build_hit(
-        store,
-        index,
-        scope,
-        anchor.clone(),
-        &anchor_found,
-        true,
-        None,
-    )
-    .await?;
+    let post_hit = build_hit(index, &anchor, &versions, &anchor_found, true, None);
 
     let thread_root = versions
         .iter()
@@ -577,6 +593,7 @@ async fn neighbours(
         .into_iter()
         .map(|stored| (stored.seq, stored))
         .collect();
+    let versions = versions_of(store, scope, events.values()).await?;
     let mut hits = Vec::with_capacity(found.hits.len());
     for found_hit in &found.hits {
         let Some(stored) = events.remove(&found_hit.seq) else {
@@ -590,7 +607,20 @@ async fn neighbours(
         {
             continue;
         }
-        hits.push(build_hit(store, index, scope, stored, found_hit, true, None).await?);
+        let post_versions = stored
+            .event
+            .post
+            .as_ref()
+            .and_then(|post| versions.get(post).cloned())
+            .unwrap_or_default();
+        hits.push(build_hit(
+            index,
+            &stored,
+            &post_versions,
+            found_hit,
+            true,
+            None,
+        ));
     }
     Ok(hits)
 }

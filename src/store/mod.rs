@@ -500,6 +500,17 @@ impl Store {
         Ok(events)
     }
 
+    /// Every event about any of `posts`, in store order (one query for a
+    /// page of search hits).
+    pub async fn events_of_posts(&self, posts: &[&str]) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self.shared.db.events_of_posts(posts).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            events.push(self.shared.read_event(row).await?);
+        }
+        Ok(events)
+    }
+
     /// The events with these sequence numbers (those that exist), in `seq`
     /// order: the hits of a search page.
     pub async fn events_by_seqs(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
