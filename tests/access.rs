@@ -1559,6 +1559,39 @@ async fn bootstrap_admin_must_change_the_one_time_password_first(backend: Backen
     app.finish().await;
 }
 
+/// Guessing the current password through a stolen session is limited like
+/// signing in: after the limit, even the right one gets 429.
+async fn password_changes_are_rate_limited_like_sign_in(backend: Backend) {
+    let app = App::with_auth(backend, auth_config(LOCAL_AUTH)).await;
+    app.add_local_users(&[("officer-a", OFFICER_PASSWORD, &["officers-a"])]);
+    let session = app.session("officer-a", OFFICER_PASSWORD).await;
+    let change = |current: &str| {
+        request(
+            "POST",
+            "/api/v1/me/password",
+            Some(&session),
+            Some(&json!({"current_password": current, "new_password": "Another-Password-2025"})),
+        )
+    };
+    for guess in ["guess-one", "guess-two", "guess-three"] {
+        app.send(change(guess))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let reply = app.send(change(OFFICER_PASSWORD)).await;
+    reply.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(
+        reply.headers.contains_key(header::RETRY_AFTER),
+        "{:?}",
+        reply.headers
+    );
+    // The limit is per user: signing in is refused too until the lockout ends.
+    app.login("officer-a", OFFICER_PASSWORD)
+        .await
+        .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    app.finish().await;
+}
+
 // ------------------------------------------------------------------ 5. audit
 
 async fn every_request_is_audited_and_the_trail_filters_exports_and_verifies(backend: Backend) {
@@ -1928,6 +1961,7 @@ both_backends!(
     ldap_sign_in_carries_group_scopes,
     sessions_failures_rate_limit_disabled_and_logout,
     bootstrap_admin_must_change_the_one_time_password_first,
+    password_changes_are_rate_limited_like_sign_in,
     every_request_is_audited_and_the_trail_filters_exports_and_verifies,
     no_answer_leaves_without_its_audit_record,
 );

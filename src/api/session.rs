@@ -330,11 +330,21 @@ pub async fn change_password(
         ));
     };
     let username = caller.principal.username.clone();
+    // Guessing the current password here is limited like signing in.
+    let limiter = authenticator.limiter();
+    limiter
+        .check(&username, caller.client)
+        .map_err(|retry_after| ApiError::Auth(AuthError::RateLimited { retry_after }))?;
     let current = SecretString::from(body.current_password);
-    local
-        .authenticate(&username, &current)
-        .await
-        .map_err(ApiError::from)?;
+    match local.authenticate(&username, &current).await {
+        Ok(_) => limiter.record_success(&username, caller.client),
+        Err(error) => {
+            if matches!(error, AuthError::InvalidCredentials) {
+                limiter.record_failure(&username, caller.client);
+            }
+            return Err(ApiError::from(error));
+        }
+    }
     let new = SecretString::from(body.new_password);
     let local = local.clone();
     let changed_user = username.clone();
