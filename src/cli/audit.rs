@@ -326,6 +326,7 @@ async fn query(config: &Config, args: QueryArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         print_table(&mut stdout, &records)?;
+        std::io::Write::flush(&mut stdout)?;
         let limit = filter.limit.unwrap_or(crate::audit::DEFAULT_QUERY_LIMIT);
         if let Some(last) = records.last()
             && records.len() == limit
