@@ -15,6 +15,8 @@
 //! size at the import's start.
 #![allow(clippy::unwrap_used, reason = "a benchmark binary")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -26,22 +28,9 @@ use holdfast::import::{self, Format, ImportOptions, ImportReport};
 use holdfast::store::{Store, StoreOptions};
 use serde_json::{Value, json};
 
+use common::{proc_status_kib, reset_peak};
+
 const SLACK_TEAM: &str = "T0BENCH01";
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resets the high-water mark; returns the resident set now (KiB).
-fn reset_peak() -> u64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    status_kib("VmRSS:")
-}
 
 /// The generator's posts: (user, channel, team, epoch ms, text, parent index).
 struct Message {
@@ -334,7 +323,7 @@ async fn bench_import(
         .await
         .unwrap();
     let elapsed = started.elapsed();
-    let peak = status_kib("VmHWM:");
+    let peak = proc_status_kib("VmHWM");
     store.close().await;
     assert!(report.is_complete(), "{name}: {:#?}", report.problems);
     assert_eq!(report.totals.accepted, report.totals.mapped);

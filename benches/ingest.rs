@@ -9,6 +9,8 @@
 //! high-water mark over the phase (Linux `VmHWM`, reset per phase).
 #![allow(clippy::unwrap_used, reason = "a benchmark binary")]
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 use holdfast::event::Event;
 use holdfast::generate::{EventGenerator, GenerateOptions};
 use holdfast::store::{Store, StoreOptions};
+
+use common::{peak_growth_mib, reset_peak};
 
 const BATCH: usize = 1000;
 const PRODUCERS: usize = 4;
@@ -38,26 +42,6 @@ impl Phase {
     fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
     }
-}
-
-/// A `kB` figure of `/proc/self/status` (`VmHWM`, `VmRSS`), 0 if absent.
-fn proc_status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resets the high-water mark; returns the resident set now.
-fn reset_peak() -> u64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    proc_status_kib("VmRSS")
-}
-
-fn peak_growth_mib(base_kib: u64) -> f64 {
-    proc_status_kib("VmHWM").saturating_sub(base_kib) as f64 / 1024.0
 }
 
 fn main() {
