@@ -109,19 +109,23 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<ExitCode> 
         }
         Err(error) => return Err(error.into()),
     };
-    super::audit::CliAudit::open(config)
-        .await?
-        .record_ok(
-            crate::audit::AuditAction::Ingest,
-            serde_json::json!({
-                "import": report.format,
-                "source": report.source,
-                "dry_run": report.dry_run,
-                "accepted": report.totals.accepted,
-                "duplicates": report.totals.duplicates,
-            }),
-        )
-        .await?;
+    // A dry run stores nothing and reads nothing of the archive (and must
+    // not create a data directory): only real imports are recorded.
+    if !report.dry_run {
+        super::audit::CliAudit::open(config)
+            .await?
+            .record_ok(
+                crate::audit::AuditAction::Ingest,
+                serde_json::json!({
+                    "import": report.format,
+                    "source": report.source,
+                    "dry_run": report.dry_run,
+                    "accepted": report.totals.accepted,
+                    "duplicates": report.totals.duplicates,
+                }),
+            )
+            .await?;
+    }
     if let (Some(file), Some(path)) = (report_file, &args.report) {
         write_report(file, &report)
             .with_context(|| format!("cannot write the report file {}", path.display()))?;
