@@ -146,47 +146,21 @@ pub async fn search(
         None => None,
     };
     let collapse = request.versions == Versions::Latest;
-    let found = {
-        let index = Arc::clone(index);
-        let (query, scope) = (request.query.clone(), scope.clone());
-        let (sort, limit) = (request.sort, request.limit);
-        tokio::task::spawn_blocking(move || {
-            index.find(&query, &scope, collapse, sort, after, limit)
-        })
-        .await
-        .map_err(|error| SearchError::Task(error.to_string()))??
-    };
-    let seqs: Vec<u64> = found.hits.iter().map(|hit| hit.seq).collect();
-    let mut matched: BTreeMap<u64, StoredEvent> = store
-        .events_by_seqs(&seqs)
-        .await?
-        .into_iter()
-        .map(|stored| (stored.seq, stored))
-        .collect();
-    let versions = versions_of(store, scope, matched.values()).await?;
-    let mut hits = Vec::with_capacity(found.hits.len());
-    for found_hit in &found.hits {
-        let Some(stored) = matched.remove(&found_hit.seq) else {
-            continue;
-        };
-        if !scope.allows(&stored.event.team, &stored.event.channel) {
-            continue;
-        }
-        let post_versions = stored
-            .event
-            .post
-            .as_ref()
-            .and_then(|post| versions.get(post).cloned())
-            .unwrap_or_default();
-        hits.push(build_hit(
-            index,
-            &stored,
-            &post_versions,
-            found_hit,
+    let (found, hits) = find_hits(
+        store,
+        index,
+        scope,
+        &Wanted {
+            query: &request.query,
             collapse,
-            Some(&request.query),
-        ));
-    }
+            sort: request.sort,
+            after,
+            limit: request.limit,
+            highlight: true,
+            channel: None,
+        },
+    )
+    .await?;
     Ok(SearchPage {
         query: request.query.to_string(),
         total: found.total,
@@ -496,17 +470,20 @@ pub async fn context(
         .or_else(|| Some(post.to_owned()));
     let mut thread = Vec::new();
     if let Some(root) = &thread_root {
-        thread = neighbours(
+        thread = find_hits(
             store,
             index,
             scope,
-            Query::Filter(Filter::Thread(root.clone())),
-            Sort::Oldest,
-            None,
-            MAX_THREAD,
-            None,
+            &Wanted::posts(
+                &Query::Filter(Filter::Thread(root.clone())),
+                Sort::Oldest,
+                None,
+                MAX_THREAD,
+                None,
+            ),
         )
-        .await?;
+        .await?
+        .1;
     }
     let thread_root = if thread.len() > 1 { thread_root } else { None };
     if thread_root.is_none() {
@@ -525,33 +502,27 @@ pub async fn context(
     };
     let same_channel = Some((anchor.event.team.as_str(), anchor.event.channel.as_str()));
     let mut earlier = if before > 0 {
-        neighbours(
+        find_hits(
             store,
             index,
             scope,
-            channel.clone(),
-            Sort::Newest,
-            Some(key),
-            before,
-            same_channel,
+            &Wanted::posts(&channel, Sort::Newest, Some(key), before, same_channel),
         )
         .await?
+        .1
     } else {
         Vec::new()
     };
     earlier.reverse();
     let later = if after > 0 {
-        neighbours(
+        find_hits(
             store,
             index,
             scope,
-            channel,
-            Sort::Oldest,
-            Some(key),
-            after,
-            same_channel,
+            &Wanted::posts(&channel, Sort::Oldest, Some(key), after, same_channel),
         )
         .await?
+        .1
     } else {
         Vec::new()
     };
@@ -565,26 +536,39 @@ pub async fn context(
     }))
 }
 
-/// Posts matching `query` within `scope` as hits (latest versions), in
-/// `sort` order after `after`; only those of `channel` when given (names
-/// compared exactly).
-#[allow(clippy::too_many_arguments)]
-async fn neighbours(
-    store: &Store,
-    index: &Arc<SearchIndex>,
-    scope: &Scope,
-    query: Query,
+/// What [`find_hits`] looks for.
+struct Wanted<'a> {
+    query: &'a Query,
+    /// One hit per post (its latest version) rather than per event.
+    collapse: bool,
     sort: Sort,
     after: Option<CursorKey>,
     limit: usize,
-    channel: Option<(&str, &str)>,
-) -> Result<Vec<Hit>, SearchError> {
+    /// Highlight the query's words in the snippets.
+    highlight: bool,
+    /// Only hits of this team and channel (names compared exactly).
+    channel: Option<(&'a str, &'a str)>,
+}
+
+/// One page of hits within `scope`: the index finds them, the store reads
+/// the page's events and every version of their posts (one query each),
+/// and each hit is checked against the scope again.
+async fn find_hits(
+    store: &Store,
+    index: &Arc<SearchIndex>,
+    scope: &Scope,
+    wanted: &Wanted<'_>,
+) -> Result<(crate::index::FoundPage, Vec<Hit>), SearchError> {
     let found = {
         let index = Arc::clone(index);
-        let scope = scope.clone();
-        tokio::task::spawn_blocking(move || index.find(&query, &scope, true, sort, after, limit))
-            .await
-            .map_err(|error| SearchError::Task(error.to_string()))??
+        let (query, scope) = (wanted.query.clone(), scope.clone());
+        let (collapse, sort, after, limit) =
+            (wanted.collapse, wanted.sort, wanted.after, wanted.limit);
+        tokio::task::spawn_blocking(move || {
+            index.find(&query, &scope, collapse, sort, after, limit)
+        })
+        .await
+        .map_err(|error| SearchError::Task(error.to_string()))??
     };
     let seqs: Vec<u64> = found.hits.iter().map(|hit| hit.seq).collect();
     let mut events: BTreeMap<u64, StoredEvent> = store
@@ -602,7 +586,7 @@ async fn neighbours(
         if !scope.allows(&stored.event.team, &stored.event.channel) {
             continue;
         }
-        if let Some((team, channel)) = channel
+        if let Some((team, channel)) = wanted.channel
             && (stored.event.team != team || stored.event.channel != channel)
         {
             continue;
@@ -611,18 +595,40 @@ async fn neighbours(
             .event
             .post
             .as_ref()
-            .and_then(|post| versions.get(post).cloned())
-            .unwrap_or_default();
+            .and_then(|post| versions.get(post))
+            .map_or(&[][..], Vec::as_slice);
         hits.push(build_hit(
             index,
             &stored,
-            &post_versions,
+            post_versions,
             found_hit,
-            true,
-            None,
+            wanted.collapse,
+            wanted.highlight.then_some(wanted.query),
         ));
     }
-    Ok(hits)
+    Ok((found, hits))
+}
+
+impl<'a> Wanted<'a> {
+    /// Posts matching `query` (latest versions, no highlights), in `sort`
+    /// order after `after`; only those of `channel` when given.
+    fn posts(
+        query: &'a Query,
+        sort: Sort,
+        after: Option<CursorKey>,
+        limit: usize,
+        channel: Option<(&'a str, &'a str)>,
+    ) -> Wanted<'a> {
+        Wanted {
+            query,
+            collapse: true,
+            sort,
+            after,
+            limit,
+            highlight: false,
+            channel,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -481,6 +481,15 @@ impl Store {
         response.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Reads and checks the records of `rows`, in their order.
+    async fn read_rows(&self, rows: &[EventRow]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            events.push(self.shared.read_event(row).await?);
+        }
+        Ok(events)
+    }
+
     /// Reads one event by id.
     pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
         match self.shared.db.event_by_id(event_id).await? {
@@ -493,22 +502,14 @@ impl Store {
     /// files), in store order.
     pub async fn post_events(&self, post_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self.shared.db.events_of_post(post_id).await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            events.push(self.shared.read_event(row).await?);
-        }
-        Ok(events)
+        self.read_rows(&rows).await
     }
 
     /// Every event about any of `posts`, in store order (one query for a
     /// page of search hits).
     pub async fn events_of_posts(&self, posts: &[&str]) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self.shared.db.events_of_posts(posts).await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            events.push(self.shared.read_event(row).await?);
-        }
-        Ok(events)
+        self.read_rows(&rows).await
     }
 
     /// The events with these sequence numbers (those that exist), in `seq`
@@ -516,11 +517,7 @@ impl Store {
     pub async fn events_by_seqs(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
         let seqs: Vec<i64> = seqs.iter().map(|&seq| seq as i64).collect();
         let rows = self.shared.db.events_by_seqs(&seqs).await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            events.push(self.shared.read_event(row).await?);
-        }
-        Ok(events)
+        self.read_rows(&rows).await
     }
 
     /// Events with `seq >= from_seq`, in order, at most `limit`: for readers
