@@ -434,42 +434,30 @@ impl Db {
 
     /// The events with these sequence numbers (those that exist), in `seq` order.
     pub async fn events_by_seqs(&self, seqs: &[i64]) -> Result<Vec<EventRow>, DbError> {
-        if seqs.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self {
-            Db::Sqlite(pool) => {
-                let list = serde_json::to_string(seqs).expect("a list of integers serializes");
-                let rows = sqlx::query(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each($1)) ORDER BY seq"
-                ))
-                .bind(list)
-                .fetch_all(pool)
-                .await?;
-                rows.iter().map(event_from_row).collect()
-            }
-            Db::Postgres(pool) => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1) ORDER BY seq"
-                ))
-                .bind(seqs)
-                .fetch_all(pool)
-                .await?;
-                rows.iter().map(event_from_row).collect()
-            }
-        }
+        self.events_where_in("seq", seqs).await
     }
 
     /// Every event about any of `posts`, in `seq` order.
     pub async fn events_of_posts(&self, posts: &[&str]) -> Result<Vec<EventRow>, DbError> {
-        if posts.is_empty() {
+        self.events_where_in("post_id", posts).await
+    }
+
+    /// Events whose `column` is one of `values`, in `seq` order, in one
+    /// statement: SQLite reads the list as a JSON array, PostgreSQL as an
+    /// array parameter.
+    async fn events_where_in<T>(&self, column: &str, values: &[T]) -> Result<Vec<EventRow>, DbError>
+    where
+        T: serde::Serialize + Sync,
+        for<'q> &'q [T]: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        if values.is_empty() {
             return Ok(Vec::new());
         }
         match self {
             Db::Sqlite(pool) => {
-                let list = serde_json::to_string(posts).expect("a list of strings serializes");
+                let list = serde_json::to_string(values).expect("a list of ids serializes");
                 let rows = sqlx::query(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE post_id IN (SELECT value FROM json_each($1)) ORDER BY seq"
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE {column} IN (SELECT value FROM json_each($1)) ORDER BY seq"
                 ))
                 .bind(list)
                 .fetch_all(pool)
@@ -478,9 +466,9 @@ impl Db {
             }
             Db::Postgres(pool) => {
                 let rows = sqlx::query(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE post_id = ANY($1) ORDER BY seq"
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE {column} = ANY($1) ORDER BY seq"
                 ))
-                .bind(posts)
+                .bind(values)
                 .fetch_all(pool)
                 .await?;
                 rows.iter().map(event_from_row).collect()
