@@ -94,6 +94,8 @@ macro_rules! on_pool {
 
 pub mod audit; // after `on_pool!`, which it uses
 pub mod auth;
+pub mod holds;
+pub mod retention;
 
 /// A key epoch: the data key of one channel on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +134,20 @@ pub struct EventRow {
     pub channel: String,
     pub user_name: String,
     pub post_id: Option<String>,
+    /// The seq of the record that holds the event when retention re-encrypted
+    /// it into a carry epoch; `None`: the record with the event's own seq.
+    pub record_seq: Option<i64>,
+    /// The retention run that deleted the event (a tombstone row).
+    pub shredded_run: Option<i64>,
+    /// The policy under which it was deleted.
+    pub shredded_policy: Option<String>,
+}
+
+impl EventRow {
+    /// The seq in the header (and associated data) of the event's record.
+    pub fn record_seq(&self) -> i64 {
+        self.record_seq.unwrap_or(self.seq)
+    }
 }
 
 /// A segment checkpoint. For the active segment this is the store's head.
@@ -166,8 +182,12 @@ pub struct DbStats {
 /// bound-parameter limits).
 const ROWS_PER_STATEMENT: usize = 400;
 
-const EVENT_COLUMNS: &str = "event_id, seq, segment_no, record_offset, record_len, epoch_id, \
+/// The columns a new event row is inserted with.
+const INSERT_COLUMNS: &str = "event_id, seq, segment_no, record_offset, record_len, epoch_id, \
      kind, at_us, team, channel, user_name, post_id";
+/// The columns of an [`EventRow`].
+const EVENT_COLUMNS: &str = "event_id, seq, segment_no, record_offset, record_len, epoch_id, \
+     kind, at_us, team, channel, user_name, post_id, record_seq, shredded_run, shredded_policy";
 
 impl Db {
     /// Connects and applies migrations. `sqlite:PATH` creates the file (0600)
@@ -520,26 +540,7 @@ impl Db {
                 insert_events(&mut tx, events).await?;
             }
             for segment in segments {
-                sqlx::query(
-                    "INSERT INTO segments (segment_no, created_at_ms, sealed_at_ms, first_seq, \
-                     n_records, end_offset, last_seq, last_hash, file_sha256) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (segment_no) DO UPDATE SET sealed_at_ms = excluded.sealed_at_ms, \
-                     n_records = excluded.n_records, end_offset = excluded.end_offset, \
-                     last_seq = excluded.last_seq, last_hash = excluded.last_hash, \
-                     file_sha256 = excluded.file_sha256",
-                )
-                .bind(segment.segment_no)
-                .bind(segment.created_at_ms)
-                .bind(segment.sealed_at_ms)
-                .bind(segment.first_seq)
-                .bind(segment.n_records)
-                .bind(segment.end_offset)
-                .bind(segment.last_seq)
-                .bind(&segment.last_hash)
-                .bind(&segment.file_sha256)
-                .execute(&mut *tx)
-                .await?;
+                upsert_segment(&mut tx, segment).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -644,6 +645,43 @@ impl Db {
     }
 }
 
+/// Inserts or updates a segment checkpoint inside a transaction.
+async fn upsert_segment<DB>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    segment: &SegmentRow,
+) -> Result<(), DbError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q Option<Vec<u8>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO segments (segment_no, created_at_ms, sealed_at_ms, first_seq, \
+         n_records, end_offset, last_seq, last_hash, file_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (segment_no) DO UPDATE SET sealed_at_ms = excluded.sealed_at_ms, \
+         n_records = excluded.n_records, end_offset = excluded.end_offset, \
+         last_seq = excluded.last_seq, last_hash = excluded.last_hash, \
+         file_sha256 = excluded.file_sha256",
+    )
+    .bind(segment.segment_no)
+    .bind(segment.created_at_ms)
+    .bind(segment.sealed_at_ms)
+    .bind(segment.first_seq)
+    .bind(segment.n_records)
+    .bind(segment.end_offset)
+    .bind(segment.last_seq)
+    .bind(&segment.last_hash)
+    .bind(&segment.file_sha256)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Inserts event rows with a constant number of bound parameters.
 trait InsertEvents {
     async fn insert_events(&mut self, events: &[EventRow]) -> Result<(), DbError>;
@@ -656,7 +694,7 @@ async fn insert_events<C: InsertEvents>(conn: &mut C, events: &[EventRow]) -> Re
 impl InsertEvents for sqlx::Transaction<'_, sqlx::Sqlite> {
     async fn insert_events(&mut self, events: &[EventRow]) -> Result<(), DbError> {
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+            let mut query = QueryBuilder::new(format!("INSERT INTO events ({INSERT_COLUMNS}) "));
             query.push_values(chunk, |mut row, e| {
                 row.push_bind(&e.event_id)
                     .push_bind(e.seq)
@@ -683,7 +721,7 @@ impl InsertEvents for sqlx::Transaction<'_, sqlx::Postgres> {
         let column = |f: fn(&EventRow) -> i64| events.iter().map(f).collect::<Vec<i64>>();
         let text = |f: fn(&EventRow) -> &str| events.iter().map(f).collect::<Vec<&str>>();
         sqlx::query(&format!(
-            "INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::int8[], \
+            "INSERT INTO events ({INSERT_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::int8[], \
              $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[], $9::text[], \
              $10::text[], $11::text[], $12::text[])"
         ))
@@ -733,6 +771,7 @@ where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(EventRow {
         event_id: row.try_get("event_id")?,
@@ -747,6 +786,9 @@ where
         channel: row.try_get("channel")?,
         user_name: row.try_get("user_name")?,
         post_id: row.try_get("post_id")?,
+        record_seq: row.try_get("record_seq")?,
+        shredded_run: row.try_get("shredded_run")?,
+        shredded_policy: row.try_get("shredded_policy")?,
     })
 }
 

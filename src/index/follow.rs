@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tantivy::IndexWriter;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -40,7 +39,6 @@ impl Follower {
         let initial = index.indexed_seq().unwrap_or(0);
         let (indexed_tx, indexed) = watch::channel(initial);
         let task = tokio::spawn(async move {
-            let mut writer: Option<IndexWriter> = None;
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut ticks: u32 = 0;
@@ -55,6 +53,7 @@ impl Follower {
                 if acknowledged <= known && !ticks.is_multiple_of(DB_CHECK_TICKS) {
                     continue;
                 }
+                let mut writer = index.writer_slot.lock().await;
                 match advance(&store, &index, &mut writer, |_, _| {}).await {
                     Ok(seq) => {
                         if seq != known {
@@ -67,10 +66,11 @@ impl Follower {
                     }
                     Err(error) => {
                         tracing::error!(%error, "indexing failed; retrying from the last commit");
-                        writer = None;
+                        *writer = None;
                     }
                 }
             }
+            let writer = index.writer_slot.lock().await.take();
             if let Some(writer) = writer {
                 let _ = tokio::task::spawn_blocking(move || writer.wait_merging_threads()).await;
             }

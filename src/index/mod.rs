@@ -24,6 +24,7 @@ mod find;
 mod follow;
 mod guard;
 mod near;
+mod purge;
 mod query;
 mod tokenizer;
 
@@ -44,6 +45,7 @@ use crate::search::{Query, Scope};
 use crate::store::{Store, StoreError, StoredEvent};
 pub use find::{CursorKey, Found, FoundPage, Sort, compare};
 pub use follow::{Follower, FollowerHandle};
+pub use purge::PurgeReport;
 pub use query::MAX_PREFIX_EXPANSIONS;
 pub use tokenizer::ChatTokenizer;
 
@@ -201,6 +203,9 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     path: PathBuf,
+    /// The one tantivy writer, shared by the follower, catch-up and
+    /// retention's purge (tantivy allows one writer per index).
+    writer_slot: tokio::sync::Mutex<Option<IndexWriter>>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -252,6 +257,7 @@ impl SearchIndex {
             reader,
             fields,
             path: path.to_path_buf(),
+            writer_slot: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -357,6 +363,21 @@ impl SearchIndex {
         Ok(find::page(matches, collapse, sort, after, limit))
     }
 
+    /// Every `seq` (event) matching `query` within `scope`, in order, from
+    /// the last commit (the reader is reloaded first). Blocking: CPU and
+    /// disk bound. What a legal hold's query protects.
+    pub fn matching_seqs(&self, query: &Query, scope: &Scope) -> Result<Vec<u64>, IndexError> {
+        let searcher = self.searcher()?;
+        let compiled = query::compile(self, &searcher, query, scope)?;
+        let matches = searcher
+            .search(&*compiled, &find::AllMatches { scoring: false })
+            .map_err(|source| self.tantivy_error(source))?;
+        let mut seqs: Vec<u64> = matches.into_iter().map(|found| found.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        Ok(seqs)
+    }
+
     /// Every `seq` in the index, in order.
     pub fn all_seqs(&self) -> Result<Vec<u64>, IndexError> {
         let searcher = self.searcher()?;
@@ -459,9 +480,9 @@ pub async fn catch_up(
     index: &SearchIndex,
     progress: impl FnMut(u64, u64),
 ) -> Result<u64, IndexError> {
-    let mut writer = None;
-    let indexed = advance(store, index, &mut writer, progress).await?;
-    if let Some(writer) = writer {
+    let mut slot = index.writer_slot.lock().await;
+    let indexed = advance(store, index, &mut slot, progress).await?;
+    if let Some(writer) = slot.take() {
         let path = index.path.display().to_string();
         tokio::task::spawn_blocking(move || writer.wait_merging_threads())
             .await
@@ -501,10 +522,13 @@ pub(crate) async fn advance(
     let mut last_commit = std::time::Instant::now();
     let mut committed = indexed;
     loop {
-        let events = store.events_from(indexed + 1, BATCH_EVENTS).await?;
-        let Some(last) = events.last().map(|stored| stored.seq) else {
+        let (events, scanned) = store.events_page(indexed + 1, BATCH_EVENTS).await?;
+        // Past the last row, the store's records up to its head hold no
+        // event of their own (re-encrypted copies made by retention).
+        let last = scanned.unwrap_or(store_last);
+        if last <= indexed {
             break;
-        };
+        }
         let post_keys = post_keys(store, &events).await?;
         let documents: Vec<TantivyDocument> = events
             .iter()
@@ -667,7 +691,11 @@ pub async fn check(store: &Store, index: &SearchIndex) -> Result<IndexCheck, Ind
             .map_err(StoreError::from)?;
         let Some(last) = rows.last() else { break };
         next = last.seq as u64 + 1;
-        in_store.extend(rows.iter().map(|row| row.seq as u64));
+        in_store.extend(
+            rows.iter()
+                .filter(|row| row.shredded_run.is_none())
+                .map(|row| row.seq as u64),
+        );
     }
     report.store_events = in_store.len() as u64;
     for seq in in_store.difference(&in_index) {

@@ -15,6 +15,7 @@
 //! - One writer per data directory (a lock file names the holder).
 //! - Nothing here logs or returns message text, data keys or the master key.
 
+pub mod compact;
 pub mod format;
 pub mod keys;
 pub mod lock;
@@ -34,6 +35,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::retention::{DestroyOutcome, Destruction};
 use crate::db::{Db, DbError, EventRow};
 use crate::event::Event;
 use keys::{EpochLabel, KekSource, KeyError, MasterKey};
@@ -129,10 +131,30 @@ pub enum StoreError {
         offset: u64,
         what: String,
     },
+    /// The event was deleted by a retention run (crypto-shredded): only its
+    /// tombstone is left.
+    #[error("{0}")]
+    Shredded(Box<Tombstone>),
     #[error("the store is not accepting writes: {0}")]
     WriteFailed(String),
     #[error("the store is closed")]
     Closed,
+}
+
+/// What is left of an event deleted by retention.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "event {event_id} was deleted by retention policy {policy:?} on {deleted_on} (run {run_id})"
+)]
+pub struct Tombstone {
+    pub event_id: String,
+    pub policy: String,
+    pub run_id: i64,
+    /// The UTC day of the run, `YYYY-MM-DD`.
+    pub deleted_on: String,
+    /// Where it was (for scope checks; not in the message).
+    pub team: String,
+    pub channel: String,
 }
 
 /// What became of one appended event.
@@ -307,7 +329,7 @@ impl Shared {
         let offset = row.record_offset as u64;
         let unreadable = |what: String| unreadable(row, what);
         if record.offset != offset
-            || record.header.seq != row.seq as u64
+            || record.header.seq != row.record_seq() as u64
             || record.header.epoch_id != row.epoch_id as u64
         {
             return Err(unreadable(
@@ -323,7 +345,7 @@ impl Shared {
             ));
         }
         Ok(StoredEvent {
-            seq: record.header.seq,
+            seq: row.seq as u64,
             segment_no,
             offset,
             event,
@@ -341,6 +363,29 @@ fn unreadable(row: &EventRow, what: String) -> StoreError {
     }
 }
 
+/// What the writer task is asked to do.
+enum WriterMessage {
+    Append(WriteRequest),
+    Carry(CarryRequest),
+    Destroy(DestroyRequest),
+}
+
+/// Re-encrypt events of one expiring epoch under a new carry epoch.
+struct CarryRequest {
+    team: String,
+    channel: String,
+    /// The events' UTC day.
+    day: String,
+    from_epoch: i64,
+    events: Vec<(EventRow, Event)>,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+struct DestroyRequest {
+    destruction: Destruction,
+    reply: oneshot::Sender<Result<DestroyOutcome, StoreError>>,
+}
+
 struct WriteRequest {
     events: Vec<Event>,
     reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
@@ -350,7 +395,7 @@ struct WriteRequest {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    writer: Option<mpsc::Sender<WriteRequest>>,
+    writer: Option<mpsc::Sender<WriterMessage>>,
     writer_task: Option<Arc<tokio::task::JoinHandle<()>>>,
 }
 
@@ -475,27 +520,135 @@ impl Store {
         }
         let (reply, response) = oneshot::channel();
         writer
-            .send(WriteRequest { events, reply })
+            .send(WriterMessage::Append(WriteRequest { events, reply }))
             .await
             .map_err(|_| StoreError::Closed)?;
         response.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Reads and checks the records of `rows`, in their order.
+    /// Retention: re-encrypts `events` (live events of epoch `from_epoch`,
+    /// read back with [`Store::read_for_carry`]) under a new carry epoch of
+    /// the same team, channel and day. They keep their seq and id; their
+    /// rows point at the new records once those are durable. Returns how
+    /// many were carried.
+    pub async fn carry(
+        &self,
+        from_epoch: i64,
+        events: Vec<(EventRow, Event)>,
+    ) -> Result<u64, StoreError> {
+        let Some((first, _)) = events.first() else {
+            return Ok(0);
+        };
+        let (team, channel) = (first.team.clone(), first.channel.clone());
+        let day = chrono::DateTime::from_timestamp_micros(first.at_us)
+            .map(|at| at.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        if events.iter().any(|(row, _)| {
+            row.team != team || row.channel != channel || row.epoch_id != from_epoch
+        }) {
+            return Err(StoreError::WriteFailed(
+                "a carry moves events of one epoch only".to_owned(),
+            ));
+        }
+        let (reply, response) = oneshot::channel();
+        self.send(WriterMessage::Carry(CarryRequest {
+            team,
+            channel,
+            day,
+            from_epoch,
+            events,
+            reply,
+        }))
+        .await?;
+        response.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Retention: destroys the data keys of epochs and makes their events
+    /// tombstones, through the writer (which then forgets every cached key).
+    pub async fn destroy(&self, destruction: Destruction) -> Result<DestroyOutcome, StoreError> {
+        let (reply, response) = oneshot::channel();
+        self.send(WriterMessage::Destroy(DestroyRequest {
+            destruction,
+            reply,
+        }))
+        .await?;
+        response.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Retention: reclaims the disk of shredded records in sealed segments
+    /// (those in `only`, or all), keeping the chain provable. Needs the
+    /// writer lock.
+    pub async fn compact(
+        &self,
+        run_id: i64,
+        only: Option<&std::collections::HashSet<i64>>,
+    ) -> Result<compact::CompactionReport, StoreError> {
+        if self.writer.is_none() {
+            return Err(StoreError::WriteFailed(
+                "compaction needs the writer lock".to_owned(),
+            ));
+        }
+        compact::compact(&self.shared, run_id, only).await
+    }
+
+    /// The events of `rows` with their rows, for [`Store::carry`].
+    pub async fn read_for_carry(
+        &self,
+        rows: Vec<EventRow>,
+    ) -> Result<Vec<(EventRow, Event)>, StoreError> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let stored = self.shared.read_event(&row).await?;
+            out.push((row, stored.event));
+        }
+        Ok(out)
+    }
+
+    async fn send(&self, message: WriterMessage) -> Result<(), StoreError> {
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StoreError::WriteFailed("the store was opened read-only".to_owned()))?;
+        writer.send(message).await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Reads and checks the records of `rows`, in their order. Rows of
+    /// events deleted by retention are left out.
     async fn read_rows(&self, rows: &[EventRow]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
+        for row in rows.iter().filter(|row| row.shredded_run.is_none()) {
             events.push(self.shared.read_event(row).await?);
         }
         Ok(events)
     }
 
-    /// Reads one event by id.
+    /// Reads one event by id. An event deleted by retention is
+    /// [`StoreError::Shredded`], naming the policy and the day.
     pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
         match self.shared.db.event_by_id(event_id).await? {
+            Some(row) if row.shredded_run.is_some() => Err(self.shredded(&row).await),
             Some(row) => Ok(Some(self.shared.read_event(&row).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The error for a tombstone row.
+    async fn shredded(&self, row: &EventRow) -> StoreError {
+        let run_id = row.shredded_run.unwrap_or_default();
+        let deleted_on = match self.shared.db.retention_run_started(run_id).await {
+            Ok(Some(ms)) => chrono::DateTime::from_timestamp_millis(ms)
+                .map(|at| at.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            Ok(None) | Err(_) => "an unknown day".to_owned(),
+        };
+        StoreError::Shredded(Box::new(Tombstone {
+            event_id: row.event_id.clone(),
+            policy: row.shredded_policy.clone().unwrap_or_default(),
+            run_id,
+            deleted_on,
+            team: row.team.clone(),
+            channel: row.channel.clone(),
+        }))
     }
 
     /// Every event about one post (creation, edits, deletes, reactions,
@@ -523,17 +676,32 @@ impl Store {
     /// Events with `seq >= from_seq`, in order, at most `limit`: for readers
     /// that follow the archive in order (the search index, exports). Each run
     /// of adjacent records is read with one read, and every record's chain
-    /// link, sequence number, metadata and decryption are checked.
+    /// link, sequence number, metadata and decryption are checked. Events
+    /// deleted by retention are left out.
     pub async fn events_from(
         &self,
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = self
+        Ok(self.events_page(from_seq, limit).await?.0)
+    }
+
+    /// As [`Store::events_from`], and the seq of the last row looked at
+    /// (`None` when there was none at or past `from_seq`): a page may hold
+    /// fewer events than rows when some were deleted by retention, so a
+    /// reader continues after that seq, not after its last event.
+    pub async fn events_page(
+        &self,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), StoreError> {
+        let mut rows = self
             .shared
             .db
             .events_from_seq(from_seq as i64, limit as i64)
             .await?;
+        let scanned = rows.last().map(|row| row.seq as u64);
+        rows.retain(|row| row.shredded_run.is_none());
         let mut events = Vec::with_capacity(rows.len());
         let mut start = 0;
         while start < rows.len() {
@@ -566,7 +734,7 @@ impl Store {
             }
             start = end;
         }
-        Ok(events)
+        Ok((events, scanned))
     }
 
     /// The sequence number of the newest acknowledged event (0 when empty).

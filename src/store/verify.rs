@@ -6,8 +6,15 @@
 //! numbers, every event's decryption under its epoch key, that the metadata
 //! points at exactly these records, the seal and the checkpoint (record
 //! count, end offset, last hash, file SHA-256). Read-only: it never repairs.
+//!
+//! After retention: a record whose key epoch was destroyed cannot be
+//! decrypted; its chain link, seq and place are still checked, and its row
+//! must be a tombstone (or point at the carry record that re-encrypted it).
+//! A carry record is checked against the row that points at it. A range of a
+//! sealed segment reclaimed by compaction is crossed with the chain hashes
+//! recorded for it, and only when every record in it was shredded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::sync::Arc;
 
@@ -16,6 +23,7 @@ use serde::Serialize;
 use super::format::{self, HASH_LEN, RecordType, SEGMENT_HEADER_LEN};
 use super::segment::{self, RecordReader};
 use super::{Shared, StoreError};
+use crate::db::retention::CompactedRange;
 use crate::db::{EventRow, SegmentRow};
 
 /// One place where the archive is not what it should be.
@@ -55,6 +63,11 @@ pub struct VerifyReport {
     pub records: u64,
     pub events: u64,
     pub bytes: u64,
+    /// Event records whose key epoch retention destroyed (still chained,
+    /// no longer readable), compacted ones included.
+    pub shredded_records: u64,
+    /// Records in ranges reclaimed by compaction.
+    pub compacted_records: u64,
     pub head_seq: u64,
     pub head_hash: String,
     /// Bytes past the acknowledged head (in flight, or a torn tail that the
@@ -113,6 +126,19 @@ pub(super) async fn verify(
         });
     }
 
+    let mut retention = RetentionState {
+        relocated: shared.db.relocated_rows().await?,
+        destroyed: shared.db.destroyed_epoch_ids().await?,
+        ranges: HashMap::new(),
+        carries_seen: HashSet::new(),
+    };
+    for range in shared.db.compacted_ranges().await? {
+        retention
+            .ranges
+            .entry(range.segment_no)
+            .or_default()
+            .push(range);
+    }
     let mut expected_prev_hash = [0u8; HASH_LEN];
     let mut expected_seq: u64 = 1;
     // Rows committed after the segments were read belong to a later head.
@@ -129,6 +155,7 @@ pub(super) async fn verify(
             expected_prev_hash,
             expected_seq,
             &mut rows,
+            &mut retention,
             is_last,
             expect_head,
         )
@@ -142,6 +169,8 @@ pub(super) async fn verify(
         report.records += outcome.records;
         report.events += outcome.events;
         report.bytes += outcome.bytes;
+        report.shredded_records += outcome.shredded;
+        report.compacted_records += outcome.compacted;
         report.unacknowledged_tail_bytes += outcome.tail_bytes;
         if checkpoint.sealed_at_ms.is_some() {
             report.sealed_segments += 1;
@@ -159,6 +188,23 @@ pub(super) async fn verify(
         if is_last {
             report.head_seq = checkpoint.last_seq as u64;
             report.head_hash = hex::encode(&checkpoint.last_hash);
+        }
+    }
+    // Rows pointing at carry records that do not exist.
+    for (record_seq, row) in &retention.relocated {
+        if *record_seq as u64 <= report.head_seq && !retention.carries_seen.contains(record_seq) {
+            report.problems.push(VerifyProblem {
+                segment_no: row.segment_no as u64,
+                file: format::segment_file_name(row.segment_no as u64),
+                record_index: None,
+                offset: Some(row.record_offset as u64),
+                seq: Some(row.seq as u64),
+                what: format!(
+                    "the metadata says event {:?} was re-encrypted into record seq {record_seq}, which does not exist",
+                    row.event_id
+                ),
+            });
+            break;
         }
     }
     // Metadata rows pointing past every record.
@@ -270,7 +316,71 @@ impl<'a> RowCursor<'a> {
     }
 }
 
+/// What retention changed, as verify needs it.
+struct RetentionState {
+    /// Rows of events moved to a carry record, by that record's seq.
+    relocated: HashMap<i64, EventRow>,
+    destroyed: HashSet<i64>,
+    ranges: HashMap<i64, Vec<CompactedRange>>,
+    carries_seen: HashSet<i64>,
+}
+
+impl RetentionState {
+    /// Whether an epoch's key was destroyed (asking again when it was not
+    /// when verify started: a run may have destroyed it since).
+    async fn is_destroyed(&mut self, shared: &Shared, epoch_id: i64) -> Result<bool, StoreError> {
+        if self.destroyed.contains(&epoch_id) {
+            return Ok(true);
+        }
+        let destroyed = shared
+            .db
+            .get_epoch(epoch_id)
+            .await?
+            .is_some_and(|epoch| epoch.wrapped_key.is_none());
+        if destroyed {
+            self.destroyed.insert(epoch_id);
+        }
+        Ok(destroyed)
+    }
+}
+
+/// Checks that every event in a compacted range was deleted by retention
+/// (or moved out of it before), and consumes its rows. Returns the problem.
+async fn check_compacted_rows(
+    rows: &mut RowCursor<'_>,
+    retention: &mut RetentionState,
+    range: &CompactedRange,
+) -> Result<Option<String>, StoreError> {
+    while let Some(row) = rows.peek().await? {
+        if row.seq > range.last_seq {
+            break;
+        }
+        let moved_out = row.record_seq.is_some_and(|at| at > range.last_seq);
+        if row.shredded_run.is_none() && !moved_out {
+            return Ok(Some(format!(
+                "a compacted range holds event {:?} (seq {}), which retention did not delete",
+                row.event_id, row.seq
+            )));
+        }
+        rows.next_row().await?;
+    }
+    for seq in range.first_seq..=range.last_seq {
+        if let Some(row) = retention.relocated.get(&seq) {
+            retention.carries_seen.insert(seq);
+            if row.shredded_run.is_none() {
+                return Ok(Some(format!(
+                    "a compacted range holds the re-encrypted event {:?}, which retention did not delete",
+                    row.event_id
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
 struct SegmentOutcome {
+    shredded: u64,
+    compacted: u64,
     records: u64,
     events: u64,
     bytes: u64,
@@ -279,12 +389,14 @@ struct SegmentOutcome {
     expected_head_matches: Option<bool>,
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; the walk's whole state
 async fn verify_segment(
     shared: &Arc<Shared>,
     checkpoint: &SegmentRow,
     expected_prev_hash: [u8; HASH_LEN],
     mut expected_seq: u64,
     rows: &mut RowCursor<'_>,
+    retention: &mut RetentionState,
     is_last: bool,
     expect_head: Option<(u64, [u8; HASH_LEN])>,
 ) -> Result<SegmentOutcome, StoreError> {
@@ -292,6 +404,8 @@ async fn verify_segment(
     let file_name = format::segment_file_name(segment_no);
     let path = segment::segment_path(&shared.segments_dir, segment_no);
     let mut outcome = SegmentOutcome {
+        shredded: 0,
+        compacted: 0,
         records: 0,
         events: 0,
         bytes: 0,
@@ -358,6 +472,19 @@ async fn verify_segment(
     {
         outcome.expected_head_matches = Some(true);
     }
+    let ranges: Vec<CompactedRange> = retention
+        .ranges
+        .get(&(segment_no as i64))
+        .cloned()
+        .unwrap_or_default();
+    let mut next_range = 0;
+    let reopen = match file.try_clone() {
+        Ok(reopen) => reopen,
+        Err(error) => {
+            outcome.problem = problem(None, None, None, format!("read error: {error}"));
+            return Ok(outcome);
+        }
+    };
     let mut reader = match RecordReader::new(file, SEGMENT_HEADER_LEN as u64, chain_start) {
         Ok(reader) => reader,
         Err(error) => {
@@ -369,6 +496,63 @@ async fn verify_segment(
     let mut sealed_with: Option<u64> = None;
     let mut last_seq_seen = expected_seq.saturating_sub(1);
     while reader.offset() < end_offset {
+        if let Some(range) = ranges.get(next_range)
+            && range.start_offset as u64 == reader.offset()
+        {
+            next_range += 1;
+            let here = (Some(record_index), Some(reader.offset()));
+            if range.prev_hash.as_slice() != reader.prev_hash().as_slice()
+                || range.first_seq as u64 != expected_seq
+                || range.last_seq < range.first_seq
+                || range.n_records != range.last_seq - range.first_seq + 1
+                || range.end_offset as u64 > end_offset
+            {
+                outcome.problem = problem(
+                    here.0,
+                    here.1,
+                    Some(expected_seq),
+                    "a compacted range does not continue the chain (previous hash, first seq or count)"
+                        .to_owned(),
+                );
+                return Ok(outcome);
+            }
+            let zeroed = range_is_zero(&reopen, range).map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            if zeroed {
+                if let Some(what) = check_compacted_rows(rows, retention, range).await? {
+                    outcome.problem = problem(here.0, here.1, None, what);
+                    return Ok(outcome);
+                }
+                let n = range.n_records as u64;
+                outcome.records += n;
+                outcome.events += n;
+                outcome.shredded += n;
+                outcome.compacted += n;
+                record_index += n;
+                expected_seq = range.last_seq as u64 + 1;
+                last_seq_seen = range.last_seq as u64;
+                let last_hash: [u8; HASH_LEN] = range
+                    .last_hash
+                    .as_slice()
+                    .try_into()
+                    .unwrap_or([0; HASH_LEN]);
+                reader = match reopen
+                    .try_clone()
+                    .and_then(|file| RecordReader::new(file, range.end_offset as u64, last_hash))
+                {
+                    Ok(reader) => reader,
+                    Err(error) => {
+                        outcome.problem = problem(None, None, None, format!("read error: {error}"));
+                        return Ok(outcome);
+                    }
+                };
+                continue;
+            }
+            // Recorded but not yet reclaimed (a compaction was interrupted):
+            // the records are still there and are checked one by one.
+        }
         let record = match reader.next_record() {
             Ok(Some(record)) => record,
             Ok(None) => break,
@@ -412,61 +596,124 @@ async fn verify_segment(
                     );
                     return Ok(outcome);
                 }
-                let event = match shared.cipher(record.header.epoch_id as i64).await {
-                    Ok(cipher) => super::Shared::decrypt(
-                        &cipher,
-                        segment_no,
-                        record.offset,
-                        &record.header,
-                        &record.payload,
-                    ),
-                    Err(error) => {
-                        // A key rotation that committed while verify ran is
-                        // not damage: say that verify could not finish.
-                        if let Some(check) = shared.db.get_meta("kek_check").await?
-                            && let Some(fingerprint) = shared.db.get_meta("kek_fingerprint").await?
-                            && let Err(key_error) =
-                                shared.master_key.verify_check(&check, &fingerprint)
-                        {
-                            return Err(StoreError::Key(key_error));
-                        }
-                        Err(format!("no usable data key: {error}"))
+                let here_problem = |what: String| problem(here.0, here.1, Some(seq), what);
+                let row = match retention.relocated.get(&(seq as i64)).cloned() {
+                    // A carry record: the row of the event it re-encrypted.
+                    Some(row) => {
+                        retention.carries_seen.insert(seq as i64);
+                        row
                     }
+                    None => match rows.peek().await?.cloned() {
+                        Some(row) if row.seq as u64 == seq => {
+                            rows.next_row().await?;
+                            row
+                        }
+                        Some(row) if (row.seq as u64) < seq => {
+                            outcome.problem = here_problem(format!(
+                                "the metadata lists event {:?} at seq {} but the store has no such record",
+                                row.event_id, row.seq
+                            ));
+                            return Ok(outcome);
+                        }
+                        _ => {
+                            outcome.problem =
+                                here_problem(format!("event record seq {seq} has no metadata row"));
+                            return Ok(outcome);
+                        }
+                    },
                 };
-                let event = match event {
-                    Ok(event) => event,
-                    Err(what) => {
-                        outcome.problem = problem(here.0, here.1, Some(seq), what);
+                let epoch_id = record.header.epoch_id as i64;
+                let destroyed = retention.is_destroyed(shared, epoch_id).await?;
+                if row.record_seq() as u64 == seq {
+                    if row.segment_no as u64 != segment_no
+                        || row.record_offset as u64 != record.offset
+                        || row.record_len as u64 != record.record_len()
+                        || row.epoch_id != epoch_id
+                    {
+                        outcome.problem = here_problem(format!(
+                            "the metadata row of event {:?} disagrees with its record (location or key epoch)",
+                            row.event_id
+                        ));
                         return Ok(outcome);
                     }
-                };
-                let row = rows.peek().await?.cloned();
-                let expected_row = super::writer::event_row(
-                    &event,
-                    seq,
-                    segment_no,
-                    record.offset,
-                    record.record_len(),
-                    record.header.epoch_id,
-                );
-                if row.as_ref() != Some(&expected_row) {
-                    let what = match row {
-                        Some(row) if (row.seq as u64) < seq => format!(
-                            "the metadata lists event {:?} at seq {} but the store has no such record",
-                            row.event_id, row.seq
-                        ),
-                        Some(row) if row.seq as u64 == seq && row.event_id == event.id => format!(
-                            "the metadata row of event {:?} disagrees with its record (location, kind, time, team, channel, user or post)",
-                            row.event_id
-                        ),
-                        Some(row) if row.seq as u64 == seq => format!(
-                            "the metadata row for seq {seq} names event {:?}, the record holds another",
-                            row.event_id
-                        ),
-                        _ => format!("event record seq {seq} has no metadata row"),
-                    };
-                    outcome.problem = problem(here.0, here.1, Some(seq), what);
-                    return Ok(outcome);
+                    if destroyed {
+                        if row.shredded_run.is_none() {
+                            outcome.problem = here_problem(format!(
+                                "the key of event {:?} was destroyed but the event is not recorded as deleted by retention",
+                                row.event_id
+                            ));
+                            return Ok(outcome);
+                        }
+                        outcome.shredded += 1;
+                    } else {
+                        if row.shredded_run.is_some() {
+                            outcome.problem = here_problem(format!(
+                                "event {:?} is recorded as deleted by retention but its key still exists",
+                                row.event_id
+                            ));
+                            return Ok(outcome);
+                        }
+                        let event = match decrypt_record(shared, segment_no, &record).await? {
+                            Ok(event) => event,
+                            Err(what) => {
+                                outcome.problem = here_problem(what);
+                                return Ok(outcome);
+                            }
+                        };
+                        let mut expected_row = super::writer::event_row(
+                            &event,
+                            row.seq as u64,
+                            segment_no,
+                            record.offset,
+                            record.record_len(),
+                            record.header.epoch_id,
+                        );
+                        expected_row.record_seq = row.record_seq;
+                        if row != expected_row {
+                            let what = if row.event_id == event.id {
+                                format!(
+                                    "the metadata row of event {:?} disagrees with its record (location, kind, time, team, channel, user or post)",
+                                    row.event_id
+                                )
+                            } else {
+                                format!(
+                                    "the metadata row for seq {} names event {:?}, the record holds another",
+                                    row.seq, row.event_id
+                                )
+                            };
+                            outcome.problem = here_problem(what);
+                            return Ok(outcome);
+                        }
+                    }
+                } else {
+                    // The event was re-encrypted into a later carry record;
+                    // this original copy stays in the chain.
+                    if row.record_seq() as u64 <= seq {
+                        outcome.problem = here_problem(format!(
+                            "the metadata says event {:?} moved to an earlier record (seq {})",
+                            row.event_id,
+                            row.record_seq()
+                        ));
+                        return Ok(outcome);
+                    }
+                    if destroyed {
+                        outcome.shredded += 1;
+                    } else {
+                        match decrypt_record(shared, segment_no, &record).await? {
+                            Ok(event) if event.id == row.event_id => {}
+                            Ok(_) => {
+                                outcome.problem = here_problem(format!(
+                                    "the record at seq {seq} holds another event than {:?}",
+                                    row.event_id
+                                ));
+                                return Ok(outcome);
+                            }
+                            Err(what) => {
+                                outcome.problem = here_problem(what);
+                                return Ok(outcome);
+                            }
+                        }
+                    }
                 }
                 if let Some((expected_seq_of_head, hash)) = expect_head
                     && expected_seq_of_head == seq
@@ -475,7 +722,6 @@ async fn verify_segment(
                         record.chain_hash == hash || outcome.expected_head_matches == Some(true),
                     );
                 }
-                rows.next_row().await?;
                 outcome.events += 1;
                 last_seq_seen = seq;
                 expected_seq += 1;
@@ -547,7 +793,11 @@ async fn verify_segment(
     }
     if let Some(expected_sha) = &checkpoint.file_sha256 {
         let hashed = path.clone();
-        let actual = tokio::task::spawn_blocking(move || file_sha256(&hashed, end_offset))
+        let zeroed: Vec<(u64, u64)> = ranges
+            .iter()
+            .map(|range| (range.start_offset as u64, range.end_offset as u64))
+            .collect();
+        let actual = tokio::task::spawn_blocking(move || file_sha256(&hashed, end_offset, &zeroed))
             .await
             .map_err(|error| StoreError::WriteFailed(format!("hashing thread failed: {error}")))?
             .map_err(|source| StoreError::Io {
@@ -579,11 +829,88 @@ async fn verify_segment(
     Ok(outcome)
 }
 
-fn file_sha256(path: &std::path::Path, len: u64) -> std::io::Result<Vec<u8>> {
+/// Decrypts an event record under its epoch's key. The outer error is one
+/// that stops verify (a database failure, a key rotated meanwhile); the
+/// inner one is damage of this record.
+async fn decrypt_record(
+    shared: &Arc<Shared>,
+    segment_no: u64,
+    record: &segment::ScannedRecord,
+) -> Result<Result<crate::event::Event, String>, StoreError> {
+    match shared.cipher(record.header.epoch_id as i64).await {
+        Ok(cipher) => Ok(super::Shared::decrypt(
+            &cipher,
+            segment_no,
+            record.offset,
+            &record.header,
+            &record.payload,
+        )),
+        Err(error) => {
+            // A key rotation that committed while verify ran is not
+            // damage: say that verify could not finish.
+            if let Some(check) = shared.db.get_meta("kek_check").await?
+                && let Some(fingerprint) = shared.db.get_meta("kek_fingerprint").await?
+                && let Err(key_error) = shared.master_key.verify_check(&check, &fingerprint)
+            {
+                return Err(StoreError::Key(key_error));
+            }
+            Ok(Err(format!("no usable data key: {error}")))
+        }
+    }
+}
+
+/// Whether every byte of a compacted range reads as zero (reclaimed).
+fn range_is_zero(file: &File, range: &CompactedRange) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offset = range.start_offset as u64;
+    let end = range.end_offset as u64;
+    while offset < end {
+        let want = ((end - offset) as usize).min(buffer.len());
+        let read = file.read_at(&mut buffer[..want], offset)?;
+        if read == 0 {
+            return Ok(false);
+        }
+        if buffer[..read].iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        offset += read as u64;
+    }
+    Ok(true)
+}
+
+/// SHA-256 of a sealed file's first `len` bytes, with compacted ranges
+/// counted as zeros whether or not their bytes were reclaimed yet.
+pub(super) fn file_sha256(
+    path: &std::path::Path,
+    len: u64,
+    zeroed: &[(u64, u64)],
+) -> std::io::Result<Vec<u8>> {
     use sha2::Digest;
-    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
     let mut hasher = sha2::Sha256::new();
-    let mut reader = std::io::BufReader::new(File::open(path)?).take(len);
-    std::io::copy(&mut reader, &mut hasher)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = ((len - offset) as usize).min(buffer.len());
+        let read = file.read_at(&mut buffer[..want], offset)?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file is shorter than its checkpoint",
+            ));
+        }
+        let chunk = &mut buffer[..read];
+        for &(start, end) in zeroed {
+            let from = start.max(offset);
+            let to = end.min(offset + read as u64);
+            if from < to {
+                chunk[(from - offset) as usize..(to - offset) as usize].fill(0);
+            }
+        }
+        hasher.update(&*chunk);
+        offset += read as u64;
+    }
     Ok(hasher.finalize().to_vec())
 }

@@ -29,7 +29,9 @@ use super::keys::{DataKey, EpochLabel};
 use super::segment::{self, RecordReader};
 use super::{
     AppendStatus, Durability, RecoveryReport, Shared, StoreError, StoreOptions, WriteRequest,
+    WriterMessage,
 };
+use crate::db::retention::{DestroyOutcome, Relocation, base_day};
 use crate::db::{EventRow, NewEpoch, SegmentRow};
 use crate::event::Event;
 
@@ -265,17 +267,48 @@ pub(super) async fn recover(
     }
     let mut segment_rows = outcome.sealed;
     segment_rows.push(outcome.state.segment_row(None));
-    // A record indexed before (a retried crash) must not stop recovery.
-    let known = shared
+    // A record indexed before (a retried crash) must not stop recovery. A
+    // record of an event already stored under another seq is a retention
+    // carry that reached the disk but not the database: finish moving it.
+    let known: HashMap<String, EventRow> = shared
         .db
-        .existing_event_ids(
+        .events_by_ids(
             &rows
                 .iter()
                 .map(|row| row.event_id.as_str())
                 .collect::<Vec<_>>(),
         )
-        .await?;
-    rows.retain(|row| !known.contains(&row.event_id));
+        .await?
+        .into_iter()
+        .map(|row| (row.event_id.clone(), row))
+        .collect();
+    let mut relocations = Vec::new();
+    rows.retain(|row| match known.get(&row.event_id) {
+        None => true,
+        Some(stored) => {
+            if stored.seq != row.seq
+                && stored.record_seq() != row.seq
+                && stored.shredded_run.is_none()
+            {
+                relocations.push(Relocation {
+                    seq: stored.seq,
+                    record_seq: row.seq,
+                    segment_no: row.segment_no,
+                    record_offset: row.record_offset,
+                    record_len: row.record_len,
+                    epoch_id: row.epoch_id,
+                });
+            }
+            false
+        }
+    });
+    if !relocations.is_empty() {
+        tracing::warn!(
+            events = relocations.len(),
+            "finished an interrupted retention carry found past the head"
+        );
+        shared.db.commit_relocations(&relocations, &[]).await?;
+    }
     shared.db.commit_batch(&rows, &segment_rows).await?;
     Ok((
         outcome.state,
@@ -599,6 +632,9 @@ pub(super) fn event_row(
         channel: event.channel.clone(),
         user_name: event.user.clone(),
         post_id: event.post.clone(),
+        record_seq: None,
+        shredded_run: None,
+        shredded_policy: None,
     }
 }
 
@@ -656,7 +692,12 @@ impl EpochCache {
         if !new_epochs.is_empty() {
             rows.extend(shared.db.insert_epochs(&new_epochs).await?);
         }
-        for row in rows {
+        for mut row in rows {
+            if row.wrapped_key.is_none() {
+                // The day's epoch was destroyed by retention: late events of
+                // that day go to a later generation, never under a lost key.
+                row = live_generation(shared, &row).await?;
+            }
             let wrapped = row
                 .wrapped_key
                 .as_deref()
@@ -674,8 +715,9 @@ impl EpochCache {
                     .unwrap(wrapped, &label, row.epoch_id)?
                     .cipher(),
             );
+            let day = base_day(&row.day).to_owned();
             self.by_key
-                .insert((row.team, row.channel, row.day), (row.epoch_id, cipher));
+                .insert((row.team, row.channel, day), (row.epoch_id, cipher));
         }
         Ok(())
     }
@@ -683,6 +725,47 @@ impl EpochCache {
     fn get(&self, key: &EpochKey) -> Option<&(i64, Arc<Aes256Gcm>)> {
         self.by_key.get(key)
     }
+}
+
+/// The live epoch for new events of a destroyed epoch's day: the newest
+/// later generation, or a new one.
+async fn live_generation(
+    shared: &Shared,
+    destroyed: &crate::db::EpochRow,
+) -> Result<crate::db::EpochRow, StoreError> {
+    let day = base_day(&destroyed.day);
+    if let Some(live) = shared
+        .db
+        .live_day_epoch(&destroyed.team, &destroyed.channel, day)
+        .await?
+    {
+        return Ok(live);
+    }
+    let next = shared
+        .db
+        .next_generation_day(&destroyed.team, &destroyed.channel, day)
+        .await?;
+    let wrapped = shared.master_key.wrap(
+        &DataKey::generate(),
+        &EpochLabel {
+            team: &destroyed.team,
+            channel: &destroyed.channel,
+            day: &next,
+        },
+    );
+    Ok(shared
+        .db
+        .create_generation_epoch(
+            &NewEpoch {
+                team: destroyed.team.clone(),
+                channel: destroyed.channel.clone(),
+                day: next,
+                wrapped_key: wrapped,
+                kek_fingerprint: shared.master_key.fingerprint().to_owned(),
+            },
+            None,
+        )
+        .await?)
 }
 
 struct WriteOutcome {
@@ -778,22 +861,25 @@ fn fail_all(requests: Vec<WriteRequest>, error: &StoreError) {
 pub(super) async fn run(
     shared: Arc<Shared>,
     state: WriterState,
-    mut receiver: mpsc::Receiver<WriteRequest>,
+    mut receiver: mpsc::Receiver<WriterMessage>,
     options: WriterOptions,
 ) {
     let mut state = Some(state);
     let mut epochs = EpochCache::default();
     let mut in_flight: Option<(InFlight, std::time::Instant)> = None;
+    // A retention request met while gathering a group waits here.
+    let mut stash: Option<WriterMessage> = None;
     loop {
-        let first = match in_flight.as_mut() {
-            None => match receiver.recv().await {
-                Some(request) => request,
+        let message = match (stash.take(), in_flight.as_mut()) {
+            (Some(message), _) => message,
+            (None, None) => match receiver.recv().await {
+                Some(message) => message,
                 None => break,
             },
-            Some((flight, _)) => tokio::select! {
+            (None, Some((flight, _))) => tokio::select! {
                 biased;
-                request = receiver.recv() => match request {
-                    Some(request) => request,
+                message = receiver.recv() => match message {
+                    Some(message) => message,
                     None => break,
                 },
                 joined = &mut flight.commit => {
@@ -806,13 +892,52 @@ pub(super) async fn run(
                 }
             },
         };
+        let first = match message {
+            WriterMessage::Append(request) => request,
+            WriterMessage::Carry(carry) => {
+                if let Some((flight, started)) = in_flight.take()
+                    && !flight.finish(&shared, started).await
+                {
+                    state = None;
+                }
+                let result = match ready_state(&shared, state.take()).await {
+                    Ok(current) => {
+                        let (back, result) = carry_events(&shared, current, &carry, options).await;
+                        state = back;
+                        result
+                    }
+                    Err(error) => Err(error),
+                };
+                let _ = carry.reply.send(result);
+                continue;
+            }
+            WriterMessage::Destroy(destroy) => {
+                if let Some((flight, started)) = in_flight.take()
+                    && !flight.finish(&shared, started).await
+                {
+                    state = None;
+                }
+                let result = shared.db.destroy_epochs(&destroy.destruction).await;
+                if matches!(result, Ok(DestroyOutcome::Destroyed { .. })) {
+                    // No key of a destroyed epoch may stay in memory.
+                    epochs.by_key.clear();
+                    shared.ciphers_lock().clear();
+                }
+                let _ = destroy.reply.send(result.map_err(StoreError::from));
+                continue;
+            }
+        };
         let mut n_events = first.events.len();
         let mut requests = vec![first];
         while n_events < options.max_group_events {
             match receiver.try_recv() {
-                Ok(request) => {
+                Ok(WriterMessage::Append(request)) => {
                     n_events += request.events.len();
                     requests.push(request);
+                }
+                Ok(other) => {
+                    stash = Some(other);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -907,6 +1032,116 @@ pub(super) async fn run(
     if let Some((flight, started)) = in_flight.take() {
         flight.finish(&shared, started).await;
     }
+}
+
+/// The writer state, recovered first when a failure dropped it.
+async fn ready_state(
+    shared: &Arc<Shared>,
+    state: Option<WriterState>,
+) -> Result<WriterState, StoreError> {
+    match state {
+        Some(state) => Ok(state),
+        None => {
+            let (recovered, report) = recover(shared, RecoveryMode::AfterFailure).await?;
+            tracing::warn!(?report, "writer recovered after a failed write");
+            Ok(recovered)
+        }
+    }
+}
+
+/// Re-encrypts events under a new carry epoch of their day: appends them as
+/// new records (new seqs) and points their rows at those records, with the
+/// new head, in one transaction. The state is `None` after a failure.
+async fn carry_events(
+    shared: &Arc<Shared>,
+    mut state: WriterState,
+    carry: &super::CarryRequest,
+    options: WriterOptions,
+) -> (Option<WriterState>, Result<u64, StoreError>) {
+    if carry.events.is_empty() {
+        return (Some(state), Ok(0));
+    }
+    let made = async {
+        let day = shared
+            .db
+            .next_generation_day(&carry.team, &carry.channel, &carry.day)
+            .await?;
+        let data_key = DataKey::generate();
+        let wrapped = shared.master_key.wrap(
+            &data_key,
+            &EpochLabel {
+                team: &carry.team,
+                channel: &carry.channel,
+                day: &day,
+            },
+        );
+        let epoch = shared
+            .db
+            .create_generation_epoch(
+                &NewEpoch {
+                    team: carry.team.clone(),
+                    channel: carry.channel.clone(),
+                    day,
+                    wrapped_key: wrapped,
+                    kek_fingerprint: shared.master_key.fingerprint().to_owned(),
+                },
+                Some(carry.from_epoch),
+            )
+            .await?;
+        Ok::<_, StoreError>((epoch.epoch_id, Arc::new(data_key.cipher())))
+    }
+    .await;
+    let (epoch_id, cipher) = match made {
+        Ok(made) => made,
+        Err(error) => return (Some(state), Err(error)),
+    };
+    let events: Vec<Event> = carry
+        .events
+        .iter()
+        .map(|(_, event)| event.clone())
+        .collect();
+    let ciphers = vec![(epoch_id, cipher); events.len()];
+    let segments_dir = shared.segments_dir.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let outcome = write_records(&mut state, &segments_dir, &events, &ciphers, options)
+            .map_err(io_error(&segments_dir));
+        (state, outcome)
+    })
+    .await;
+    let (state, outcome) = match written {
+        Ok((state, Ok(outcome))) => (state, outcome),
+        Ok((_, Err(error))) => return (None, Err(error)),
+        Err(error) => {
+            return (
+                None,
+                Err(StoreError::WriteFailed(format!(
+                    "writer thread failed: {error}"
+                ))),
+            );
+        }
+    };
+    let relocations: Vec<Relocation> = outcome
+        .row_events
+        .iter()
+        .zip(&outcome.rows)
+        .map(|(&index, row)| Relocation {
+            seq: carry.events[index].0.seq,
+            record_seq: row.seq,
+            segment_no: row.segment_no,
+            record_offset: row.record_offset,
+            record_len: row.record_len,
+            epoch_id: row.epoch_id,
+        })
+        .collect();
+    if let Err(error) = shared
+        .db
+        .commit_relocations(&relocations, &outcome.segment_rows)
+        .await
+    {
+        return (None, Err(error.into()));
+    }
+    shared.metrics.last_seq.set(state.last_seq as i64);
+    (Some(state), Ok(relocations.len() as u64))
 }
 
 /// A group appended and synced, its metadata not yet committed.
