@@ -55,6 +55,21 @@ pub struct ConfigFile {
     pub index: IndexSection,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`: where the policies are and when runs happen.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Directory of `*.toml` policy files (docs/retention.md).
+    pub policy_dir: Option<PathBuf>,
+    /// When `serve` runs retention: a cron expression with seconds, in UTC
+    /// (`"0 0 3 * * *"`: every day at 03:00).
+    pub schedule: Option<String>,
+    /// Reclaim the disk of deleted records after each run (default true).
+    pub compact: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +121,24 @@ pub struct Config {
     pub index_refresh_ms: u64,
     /// Who may sign in and what they may see (`[auth]`).
     pub auth: AuthConfig,
+    /// The retention policy directory; without one nothing is ever deleted.
+    pub policy_dir: Option<PathBuf>,
+    /// When `serve` runs retention (UTC cron with seconds), if at all.
+    pub retention_schedule: Option<cron::Schedule>,
+    /// The schedule as written.
+    pub retention_schedule_text: Option<String>,
+    pub retention_compact: bool,
+}
+
+/// Parses a cron schedule (seconds first, UTC), with a message naming the
+/// expected shape on error.
+pub fn parse_schedule(text: &str) -> Result<cron::Schedule, String> {
+    use std::str::FromStr;
+    cron::Schedule::from_str(text).map_err(|error| {
+        format!(
+            "{text:?} is not a cron schedule ({error}); expected six or seven fields starting with seconds, in UTC, e.g. \"0 0 3 * * *\" for 03:00 every day"
+        )
+    })
 }
 
 /// Overrides from the command line.
@@ -117,7 +150,7 @@ pub struct Overrides {
 }
 
 /// `HOLDFAST_*` variables that configure holdfast (besides the one `kek_env` names).
-pub const ENV_VARS: [&str; 16] = [
+pub const ENV_VARS: [&str; 18] = [
     "HOLDFAST_CONFIG",
     "HOLDFAST_DATA_DIR",
     "HOLDFAST_LISTEN",
@@ -134,6 +167,8 @@ pub const ENV_VARS: [&str; 16] = [
     "HOLDFAST_NEW_PASSWORD",
     "HOLDFAST_LOG",
     "HOLDFAST_LOG_FORMAT",
+    "HOLDFAST_POLICY_DIR",
+    "HOLDFAST_RETENTION_SCHEDULE",
 ];
 
 impl Config {
@@ -256,6 +291,17 @@ impl Config {
                 problem: "must be at least 1".to_owned(),
             });
         }
+        let retention_schedule_text =
+            get("HOLDFAST_RETENTION_SCHEDULE").or(file.retention.schedule.clone());
+        let retention_schedule = match &retention_schedule_text {
+            Some(text) => Some(
+                parse_schedule(text).map_err(|problem| ConfigError::Invalid {
+                    key: "retention.schedule".to_owned(),
+                    problem,
+                })?,
+            ),
+            None => None,
+        };
         let index_refresh_ms = env_number(&get, "HOLDFAST_INDEX_REFRESH_MS")?
             .or(file.index.refresh_ms)
             .unwrap_or(DEFAULT_INDEX_REFRESH_MS);
@@ -297,6 +343,12 @@ impl Config {
             ingest_token_file: file.ingest.token_file,
             max_body_bytes,
             index_refresh_ms,
+            policy_dir: get("HOLDFAST_POLICY_DIR")
+                .map(PathBuf::from)
+                .or(file.retention.policy_dir),
+            retention_schedule,
+            retention_schedule_text,
+            retention_compact: file.retention.compact.unwrap_or(true),
             auth: file.auth,
         })
     }
@@ -355,6 +407,19 @@ impl Config {
         out.push_str(&format!("max_body_bytes = {}\n", self.max_body_bytes));
         out.push_str("\n[index]\n");
         out.push_str(&format!("refresh_ms = {}\n", self.index_refresh_ms));
+        out.push_str("\n[retention]\n");
+        match &self.policy_dir {
+            Some(dir) => out.push_str(&format!(
+                "policy_dir = {}\n",
+                quote(&dir.display().to_string())
+            )),
+            None => out.push_str("# policy_dir: not set, nothing is ever deleted\n"),
+        }
+        match &self.retention_schedule_text {
+            Some(schedule) => out.push_str(&format!("schedule = {}\n", quote(schedule))),
+            None => out.push_str("# schedule: not set, retention runs only on demand\n"),
+        }
+        out.push_str(&format!("compact = {}\n", self.retention_compact));
         out.push_str("\n[auth]\n");
         let auth = &self.auth;
         match auth.directory {

@@ -19,5 +19,6 @@ pub mod generate;
 pub mod import;
 pub mod index;
 pub mod ingest;
+pub mod retention;
 pub mod search;
 pub mod store;

@@ -997,8 +997,15 @@ async fn the_router_answers_exactly_the_endpoints_table(backend: Backend) {
                 .call(method, &real_path(path), Some(&app.tokens.admin))
                 .await;
             if table.contains(&(method.to_owned(), (*path).to_owned())) {
-                // The route exists: whatever it answers, it is not "no route".
-                assert_ne!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+                // The route exists: whatever it answers, it is not "no route"
+                // (a 404 naming a missing hold or event is the route's own).
+                if reply.status == StatusCode::NOT_FOUND {
+                    let message = reply.json()["error"]["message"].clone();
+                    assert!(
+                        !message.as_str().unwrap_or("route").starts_with("route "),
+                        "{method} {path}: {message}"
+                    );
+                }
                 assert_ne!(
                     reply.status,
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -1017,7 +1024,7 @@ async fn the_router_answers_exactly_the_endpoints_table(backend: Backend) {
         "/api/v1/events/e-a1/raw",
         "/api/v1/posts/pa1/context/more",
         "/api/v1/exports",
-        "/api/v1/holds",
+        "/api/v1/holds/1/events",
         "/api/v1/users",
         "/api/v1/tokens",
         "/api/v1/audit/verify",

@@ -19,6 +19,13 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
+    /// A field of the request is wrong; the body names it (`field`).
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// The request conflicts with what exists (a name in use, a hold
+    /// released already); `code` says which.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("{what} not found")]
@@ -81,6 +88,8 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -94,6 +103,7 @@ impl ApiError {
             ApiError::Store(StoreError::WriteFailed(_) | StoreError::Closed) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
+            ApiError::Store(StoreError::Shredded(_)) => (StatusCode::GONE, "deleted_by_retention"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
             ApiError::SearchUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"),
@@ -155,6 +165,9 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut body = json!({"error": {"code": code, "message": message}});
+        if let ApiError::InvalidField { field, .. } = &self {
+            body["error"]["field"] = json!(field);
+        }
         if let ApiError::BadQuery(error) = &self {
             body["error"]["position"] = json!(error.position);
             body["error"]["column"] = json!(error.column);

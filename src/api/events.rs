@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::session::view_scope;
 use crate::event::{EventKind, format_at};
 use crate::ingest::{self, IngestReport};
+use crate::store::StoreError;
 use crate::store::StoredEvent;
 
 #[derive(Serialize)]
@@ -106,10 +107,16 @@ pub async fn get_event(
 ) -> Result<(Extension<AuditNote>, Json<EventResponse>), ApiError> {
     let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let scope = view_scope(&caller);
-    let stored = state
-        .store
-        .get_event(&id)
-        .await?
+    let found = match state.store.get_event(&id).await {
+        // Deleted by retention: said as such (410), within the scope only.
+        Err(StoreError::Shredded(tombstone))
+            if !scope.allows(&tombstone.team, &tombstone.channel) =>
+        {
+            Ok(None)
+        }
+        other => other,
+    };
+    let stored = found?
         .filter(|stored| scope.allows(&stored.event.team, &stored.event.channel))
         .ok_or_else(|| ApiError::NotFound {
             what: format!("event {id:?}"),

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): a thin shell over `ingest`, `store`, `search`,
-//! `auth` and `audit`.
+//! `retention` (legal holds), `auth` and `audit`.
 //!
 //! Only this module knows HTTP. Request and response types are its own
 //! structs, converted by hand from the library's types. Every route is an
@@ -12,7 +12,9 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod holds;
 pub mod metrics;
+pub mod retention;
 pub mod search;
 pub mod session;
 
@@ -37,6 +39,8 @@ pub struct AppState {
     /// The search index, when this server searches (`serve` always does).
     pub index: Option<Arc<SearchIndex>>,
     pub access: Arc<AccessState>,
+    /// Retention runs and plans, when this server runs them (`serve` does).
+    pub retention: Option<Arc<crate::retention::RetentionService>>,
 }
 
 impl AppState {
@@ -48,12 +52,21 @@ impl AppState {
             metrics,
             index: None,
             access: Arc::new(access),
+            retention: None,
         }
     }
 
     /// The same state, searching `index`.
     pub fn with_index(mut self, index: Arc<SearchIndex>) -> AppState {
         self.index = Some(index);
+        self
+    }
+
+    pub fn with_retention(
+        mut self,
+        retention: Arc<crate::retention::RetentionService>,
+    ) -> AppState {
+        self.retention = Some(retention);
         self
     }
 
@@ -115,6 +128,60 @@ pub static ENDPOINTS: &[Endpoint] = &[
         Access::Requires(Capability::ReadAudit),
         Some(AuditAction::AuditRead),
     ),
+    endpoint(
+        "POST",
+        "/api/v1/holds",
+        Access::Requires(Capability::ManageHolds),
+        Some(AuditAction::HoldCreate),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/holds",
+        Access::Requires(Capability::ManageHolds),
+        Some(AuditAction::HoldList),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/holds/{id}",
+        Access::Requires(Capability::ManageHolds),
+        Some(AuditAction::HoldView),
+    ),
+    endpoint(
+        "POST",
+        "/api/v1/holds/{id}/release",
+        Access::Requires(Capability::ManageHolds),
+        Some(AuditAction::HoldRelease),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/retention/policies",
+        Access::Requires(Capability::ManagePolicies),
+        Some(AuditAction::RetentionView),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/retention/plan",
+        Access::Requires(Capability::ManagePolicies),
+        Some(AuditAction::RetentionPlan),
+    ),
+    endpoint(
+        "POST",
+        "/api/v1/retention/runs",
+        Access::Requires(Capability::ManagePolicies),
+        Some(AuditAction::PolicyRun),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/retention/runs",
+        Access::Requires(Capability::ManagePolicies),
+        Some(AuditAction::RetentionView),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/retention/runs/{id}",
+        Access::Requires(Capability::ManagePolicies),
+        Some(AuditAction::RetentionView),
+    ),
     // Signs in with a password; audits itself (login, login_failed).
     endpoint("POST", "/api/v1/login", Access::Public, None),
     endpoint(
@@ -147,6 +214,15 @@ fn handler(endpoint: &Endpoint, body_limit: usize) -> MethodRouter<AppState> {
         ("GET", "/api/v1/posts/{post}/context") => get(search::context),
         ("GET", "/api/v1/search") => get(search::search),
         ("GET", "/api/v1/audit") => get(audit::list),
+        ("POST", "/api/v1/holds") => post(holds::create),
+        ("GET", "/api/v1/holds") => get(holds::list),
+        ("GET", "/api/v1/holds/{id}") => get(holds::show),
+        ("POST", "/api/v1/holds/{id}/release") => post(holds::release),
+        ("GET", "/api/v1/retention/policies") => get(retention::policies),
+        ("GET", "/api/v1/retention/plan") => get(retention::plan),
+        ("POST", "/api/v1/retention/runs") => post(retention::start_run),
+        ("GET", "/api/v1/retention/runs") => get(retention::list_runs),
+        ("GET", "/api/v1/retention/runs/{id}") => get(retention::show_run),
         ("POST", "/api/v1/login") => post(session::login),
         ("POST", "/api/v1/logout") => post(session::logout),
         ("GET", "/api/v1/me") => get(session::me),

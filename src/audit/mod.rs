@@ -89,11 +89,17 @@ pub enum AuditAction {
     AuditExport,
     AuditVerify,
     ConfigChange,
+    HoldList,
+    HoldView,
+    RetentionPlan,
+    RetentionView,
+    PolicyRefused,
+    RetentionCompact,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 21] = [
+    pub const ALL: [AuditAction; 27] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -115,6 +121,12 @@ impl AuditAction {
         AuditAction::AuditExport,
         AuditAction::AuditVerify,
         AuditAction::ConfigChange,
+        AuditAction::HoldList,
+        AuditAction::HoldView,
+        AuditAction::RetentionPlan,
+        AuditAction::RetentionView,
+        AuditAction::PolicyRefused,
+        AuditAction::RetentionCompact,
     ];
 
     /// The stored name (the same as serde's).
@@ -141,6 +153,12 @@ impl AuditAction {
             AuditAction::AuditExport => "audit_export",
             AuditAction::AuditVerify => "audit_verify",
             AuditAction::ConfigChange => "config_change",
+            AuditAction::HoldList => "hold_list",
+            AuditAction::HoldView => "hold_view",
+            AuditAction::RetentionPlan => "retention_plan",
+            AuditAction::RetentionView => "retention_view",
+            AuditAction::PolicyRefused => "policy_refused",
+            AuditAction::RetentionCompact => "retention_compact",
         }
     }
 }

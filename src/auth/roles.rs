@@ -18,7 +18,9 @@ use crate::search::Scope;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Configuration, users, tokens, keys, policies, and the audit log.
+    /// Configuration, users, tokens, keys, policies, legal holds (over the
+    /// whole archive: holds answer with counts, never message data), and
+    /// the audit log.
     Admin,
     /// Search, view and export message data within scope.
     ComplianceOfficer,
@@ -60,6 +62,7 @@ impl Role {
                 ManageTokens,
                 ManageKeys,
                 ManagePolicies,
+                ManageHolds,
                 ReadAudit,
             ],
             Role::ComplianceOfficer => &[SearchMessages, ViewMessages, ExportMessages],
@@ -73,12 +76,20 @@ impl Role {
         self.capabilities().contains(&capability)
     }
 
-    /// Whether the role carries a capability over message data, so that a
-    /// grant of it means nothing without a scope.
+    /// Whether the role reads message data (search, view, export), so that
+    /// a grant of it means nothing without a scope.
     pub fn reads_messages(self) -> bool {
         self.capabilities()
             .iter()
-            .any(|capability| capability.is_scoped())
+            .any(|capability| capability.reads_messages())
+    }
+
+    /// Whether a grant of this role reaches `capability` only within the
+    /// grant's scope: capabilities over message data, for roles that read
+    /// messages. An admin's grant carries no scope; it manages legal holds
+    /// over the whole archive.
+    pub fn scoped_for(self, capability: Capability) -> bool {
+        capability.is_scoped() && self.reads_messages()
     }
 }
 
@@ -143,6 +154,14 @@ impl Capability {
                 | Capability::ManageHolds
         )
     }
+
+    /// Whether the capability returns message data itself.
+    pub fn reads_messages(self) -> bool {
+        matches!(
+            self,
+            Capability::SearchMessages | Capability::ViewMessages | Capability::ExportMessages
+        )
+    }
 }
 
 /// One role, limited to a scope of message data. Roles that never touch
@@ -192,21 +211,27 @@ impl Principal {
     }
 
     /// Whether any grant carries `capability` (with a scope that sees
-    /// something, when the capability is about message data).
+    /// something, when the grant is limited by its scope).
     pub fn can(&self, capability: Capability) -> bool {
         self.grants.iter().any(|grant| {
-            grant.role.has(capability) && (!capability.is_scoped() || !grant.scope.is_empty())
+            grant.role.has(capability)
+                && (!grant.role.scoped_for(capability) || !grant.scope.is_empty())
         })
     }
 
     /// The union of the scopes of the grants whose role carries
-    /// `capability`; `Scope::Nothing` when none does.
+    /// `capability` (everything for a grant not limited by its scope, see
+    /// [`Role::scoped_for`]); `Scope::Nothing` when none does.
     pub fn scope_for(&self, capability: Capability) -> Scope {
         self.grants
             .iter()
             .filter(|grant| grant.role.has(capability))
             .fold(Scope::Nothing, |scope, grant| {
-                scope.union(grant.scope.clone())
+                scope.union(if grant.role.scoped_for(capability) {
+                    grant.scope.clone()
+                } else {
+                    Scope::All
+                })
             })
     }
 
@@ -263,6 +288,36 @@ mod tests {
         assert!(!Role::ComplianceOfficer.has(Capability::ManageHolds));
         assert!(Role::Legal.reads_messages());
         assert!(!Role::Auditor.reads_messages());
+        // Legal holds: legal within scope, admin everywhere.
+        assert!(Role::Admin.has(Capability::ManageHolds));
+        assert!(!Role::Admin.reads_messages());
+        assert!(Role::Legal.scoped_for(Capability::ManageHolds));
+        assert!(!Role::Admin.scoped_for(Capability::ManageHolds));
+    }
+
+    #[test]
+    fn an_admin_manages_holds_everywhere_and_legal_within_scope() {
+        let admin = principal(vec![Grant {
+            role: Role::Admin,
+            scope: Scope::Nothing,
+        }]);
+        assert!(admin.can(Capability::ManageHolds));
+        assert_eq!(admin.scope_for(Capability::ManageHolds), Scope::All);
+        assert!(!admin.can(Capability::SearchMessages));
+        assert_eq!(admin.scope_for(Capability::SearchMessages), Scope::Nothing);
+        let legal = principal(vec![Grant {
+            role: Role::Legal,
+            scope: Scope::teams(["legal"]),
+        }]);
+        assert_eq!(
+            legal.scope_for(Capability::ManageHolds),
+            Scope::teams(["legal"])
+        );
+        let unscoped_legal = principal(vec![Grant {
+            role: Role::Legal,
+            scope: Scope::Nothing,
+        }]);
+        assert!(!unscoped_legal.can(Capability::ManageHolds));
     }
 
     #[test]

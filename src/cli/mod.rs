@@ -6,7 +6,9 @@
 //! 2 any other error.
 
 mod audit;
+mod holds;
 mod import;
+mod retention;
 mod search;
 mod tokens;
 mod users;
@@ -136,9 +138,22 @@ pub enum Command {
         #[command(subcommand)]
         command: tokens::TokenCommand,
     },
+    /// Retention policies and runs: policies, plan (dry run), run, runs,
+    /// show (a run's certificate of destruction). docs/retention.md.
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
     /// Read the audit trail (a table, --json or --csv), or check it with
     /// `holdfast audit verify`. Reading it is itself audited.
     Audit(audit::AuditArgs),
+    /// Legal holds: create, list, show (with counts of the events held),
+    /// release. A hold wins over every retention policy and delete request.
+    /// Every command is audited.
+    Hold {
+        #[command(subcommand)]
+        command: holds::HoldCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,10 +277,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest { input, batch_lines } => ingest_file(&config, &input, batch_lines).await,
         Command::Import(args) => import::run(&config, args).await,
         Command::Search(args) => search::run(&config, args).await,
+        Command::Retention { command } => retention::run(&config, command).await,
         Command::Get { id } => {
             let store = Store::open_read_only(&config.store_options()).await?;
             let trail = audit::CliAudit::open(&config).await?;
-            let stored = store.get_event(&id).await?;
+            let stored = match store.get_event(&id).await {
+                Err(deleted @ crate::store::StoreError::Shredded(_)) => {
+                    trail
+                        .record_ok(
+                            crate::audit::AuditAction::ViewEvent,
+                            serde_json::json!({"event": id, "found": false, "deleted": true}),
+                        )
+                        .await?;
+                    bail!("{deleted}");
+                }
+                other => other?,
+            };
             trail
                 .record_ok(
                     crate::audit::AuditAction::ViewEvent,
@@ -303,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group { command } => users::run_group(&config, command).await,
         Command::Token { command } => tokens::run(&config, command).await,
         Command::Audit(args) => audit::run(&config, args).await,
+        Command::Hold { command } => holds::run(&config, command).await,
         Command::Stats { json } => stats(&config, json).await,
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
@@ -358,7 +386,29 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     let access = api::AccessState::open(&store, &config.auth, Some(auth::TokenHash::of(&token)))
         .await
         .context("cannot set up sign-in and the audit trail")?;
-    let state = api::AppState::new(store.clone(), access, config.max_body_bytes).with_index(index);
+    let retention = Arc::new(crate::retention::RetentionService::new(
+        store.clone(),
+        Arc::clone(&index),
+        config.policy_dir.clone(),
+        config.retention_compact,
+    ));
+    if let Err(error) = retention.policies() {
+        anyhow::bail!("retention policies: {error}");
+    }
+    let resumed = retention
+        .resume()
+        .await
+        .context("cannot finish an interrupted retention run")?;
+    if resumed > 0 {
+        tracing::warn!(runs = resumed, "finished interrupted retention runs");
+    }
+    let schedule = config.retention_schedule.clone().map(|schedule| {
+        tracing::info!(schedule = ?config.retention_schedule_text, "retention runs on a schedule (UTC)");
+        Arc::clone(&retention).start_schedule(schedule, access.audit.clone())
+    });
+    let state = api::AppState::new(store.clone(), access, config.max_body_bytes)
+        .with_index(index)
+        .with_retention(retention);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -373,6 +423,9 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("server failed")?;
+    if let Some(schedule) = schedule {
+        schedule.abort();
+    }
     follower.stop().await;
     store.close().await;
     tracing::info!("stopped cleanly");

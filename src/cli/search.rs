@@ -117,7 +117,10 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
 
 /// The index, brought up to date with the store when no server holds its
 /// writer (when one does, the server keeps it current).
-async fn open_current(store: &Store, config: &Config) -> anyhow::Result<Arc<SearchIndex>> {
+pub(super) async fn open_current(
+    store: &Store,
+    config: &Config,
+) -> anyhow::Result<Arc<SearchIndex>> {
     let path = config.data_dir.join("index");
     let index = match SearchIndex::open_or_create(&path) {
         Ok(index) => index,

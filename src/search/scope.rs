@@ -12,7 +12,9 @@ use std::fmt;
 
 /// One channel of one team. Channel names repeat across teams
 /// (`general`), so a scope always names the team too.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChannelRef {
     pub team: String,
     pub channel: String,
