@@ -693,6 +693,7 @@ async fn stats(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let bytes: i64 = segments.iter().map(|s| s.end_offset).sum();
     let value = serde_json::json!({
         "events": db_stats.events,
+        "deleted_events": db_stats.deleted_events,
         "events_by_kind": db_stats.events_by_kind.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         "posts": db_stats.posts,
         "teams": db_stats.teams,

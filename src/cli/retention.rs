@@ -46,6 +46,14 @@ pub enum RetentionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Reclaim the disk of deleted records in every sealed segment (a run
+    /// does this itself unless --no-compact or `compact = false`). Needs the
+    /// writer lock.
+    Compact {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Past runs, newest first.
     Runs {
         /// How many.
@@ -215,6 +223,58 @@ pub async fn run(config: &Config, command: RetentionCommand) -> anyhow::Result<E
                     "certificate: {} (sha256 {})",
                     outcome.certificate_path.display(),
                     outcome.certificate_sha256
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RetentionCommand::Compact { json } => {
+            let (store, _) = match Store::open_existing(&config.store_options()).await {
+                Ok(opened) => opened,
+                Err(StoreError::Locked { data_dir, holder }) => bail!(
+                    "data directory {data_dir} is in use by {holder}; stop the server to compact"
+                ),
+                Err(error) => return Err(error.into()),
+            };
+            let trail = CliAudit::open(config).await?;
+            let run_id = trail
+                .db()
+                .retention_runs(1)
+                .await?
+                .first()
+                .map_or(0, |run| run.run_id);
+            let result = store
+                .compact(run_id, None)
+                .await
+                .map_err(anyhow::Error::from);
+            let report = trail
+                .audited(
+                    AuditAction::RetentionCompact,
+                    json!({"run_id": run_id}),
+                    result,
+                    |report, mut params| {
+                        params["records"] = json!(report.records);
+                        params["bytes_reclaimed"] = json!(report.bytes_reclaimed);
+                        params
+                    },
+                )
+                .await;
+            store.close().await;
+            let report = report?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "compacted {} records in {} new ranges of {} segments (of {} sealed ones read); {} bytes of disk reclaimed{}",
+                    report.records,
+                    report.ranges,
+                    report.segments_compacted,
+                    report.segments_scanned,
+                    report.bytes_reclaimed,
+                    if report.holes_punched {
+                        ""
+                    } else {
+                        " (this file system cannot punch holes: the bytes were zeroed instead)"
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)

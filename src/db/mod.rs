@@ -167,7 +167,10 @@ pub struct SegmentRow {
 /// Counts for `holdfast stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DbStats {
+    /// Live events (not deleted by retention).
     pub events: i64,
+    /// Tombstones: events deleted by retention.
+    pub deleted_events: i64,
     pub events_by_kind: Vec<(String, i64)>,
     pub posts: i64,
     pub teams: i64,
@@ -610,8 +613,8 @@ impl Db {
     pub async fn stats(&self) -> Result<DbStats, DbError> {
         on_pool!(self, |pool| {
             let totals = sqlx::query(
-                "SELECT COUNT(*), COUNT(DISTINCT post_id), COUNT(DISTINCT team), \
-                 MIN(at_us), MAX(at_us) FROM events",
+                "SELECT COUNT(*) - COUNT(shredded_run), COUNT(DISTINCT post_id), \
+                 COUNT(DISTINCT team), MIN(at_us), MAX(at_us), COUNT(shredded_run) FROM events",
             )
             .fetch_one(pool)
             .await?;
@@ -623,8 +626,9 @@ impl Db {
             let epochs = sqlx::query("SELECT COUNT(*), COUNT(destroyed_at_ms) FROM key_epochs")
                 .fetch_one(pool)
                 .await?;
-            let by_kind =
-                sqlx::query("SELECT kind, COUNT(*) FROM events GROUP BY kind ORDER BY kind")
+            let by_kind = sqlx::query(
+                "SELECT kind, COUNT(*) FROM events WHERE shredded_run IS NULL GROUP BY kind ORDER BY kind",
+            )
                     .fetch_all(pool)
                     .await?;
             Ok(DbStats {
@@ -633,6 +637,7 @@ impl Db {
                 teams: totals.try_get(2)?,
                 first_at_us: totals.try_get(3)?,
                 last_at_us: totals.try_get(4)?,
+                deleted_events: totals.try_get(5)?,
                 channels: channels.try_get(0)?,
                 key_epochs: epochs.try_get(0)?,
                 destroyed_key_epochs: epochs.try_get(1)?,

@@ -19,6 +19,11 @@ pub struct PurgeReport {
     pub segments_merged: u64,
     /// Old files removed from the index directory.
     pub files_removed: u64,
+    /// Milliseconds until the documents were gone from search (delete,
+    /// commit, reader reload).
+    pub deleted_ms: u64,
+    /// Milliseconds of the merge and file removal after that.
+    pub merged_ms: u64,
 }
 
 impl SearchIndex {
@@ -38,16 +43,21 @@ impl SearchIndex {
             .map(|&seq| Term::from_field_u64(field, seq))
             .collect();
         let index = self.index.clone();
+        let reader = self.reader.clone();
         let path = self.path.display().to_string();
         let requested = seqs.len() as u64;
         let (writer, result) = tokio::task::spawn_blocking(move || {
             let result = (|| {
+                let started = std::time::Instant::now();
                 for term in terms {
                     writer.delete_term(term);
                 }
                 let mut commit = writer.prepare_commit()?;
                 commit.set_payload(&indexed.to_string());
                 commit.commit()?;
+                reader.reload()?;
+                let deleted_ms = started.elapsed().as_millis() as u64;
+                let merging = std::time::Instant::now();
                 let with_deletes: Vec<_> = index
                     .searchable_segment_metas()?
                     .into_iter()
@@ -63,6 +73,8 @@ impl SearchIndex {
                     requested,
                     segments_merged: merged,
                     files_removed: collected.deleted_files.len() as u64,
+                    deleted_ms,
+                    merged_ms: merging.elapsed().as_millis() as u64,
                 })
             })();
             (writer, result)

@@ -207,6 +207,25 @@ pub struct Certificate {
     pub chain_head: ChainHead,
     /// The run was interrupted and finished later.
     pub resumed: bool,
+    /// How long each stage took (a resumed run times only what it redid).
+    pub timings_ms: Timings,
+}
+
+/// Milliseconds per stage of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Timings {
+    pub plan: u64,
+    pub carry: u64,
+    /// Key destruction: when it ends, the deleted events are unreadable.
+    pub destroy: u64,
+    /// Until the events were gone from search (index delete and commit).
+    pub index_delete: u64,
+    /// Index merge that removes their words from the index files.
+    pub index_merge: u64,
+    pub scrub: u64,
+    pub compact: u64,
+    pub certificate: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -353,7 +372,15 @@ async fn make_plan(
         })
         .collect();
     let active = holds::active_holds(db).await?;
-    let matcher = HoldMatcher::prepare(index, &active)?;
+    // Query holds search the index: blocking work, kept off the other tasks
+    // of a multi-threaded runtime.
+    let matcher = if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(|| HoldMatcher::prepare(index, &active))?
+    } else {
+        HoldMatcher::prepare(index, &active)?
+    };
     let hold_names: HashMap<i64, (&str, &str)> = active
         .iter()
         .map(|hold| (hold.id, (hold.name.as_str(), hold.matter.as_str())))
@@ -538,9 +565,12 @@ async fn execute(
     run_id: i64,
 ) -> Result<RunOutcome, RetentionError> {
     let db = store.db();
+    let started = std::time::Instant::now();
+    let mut timings = Timings::default();
     let mut generation = db.retention_generation().await?;
     crate::index::catch_up(store, index, |_, _| {}).await?;
     let planned = make_plan(store, index, policies, options.as_of, None).await?;
+    timings.plan = elapsed_ms(started);
     let plan_json = serde_json::to_string(&planned.summary).unwrap_or_default();
     db.set_run_stage(run_id, "destroying", Some(&plan_json))
         .await?;
@@ -552,12 +582,15 @@ async fn execute(
         let take = pending.len().min(EPOCHS_PER_BATCH);
         let batch: Vec<EpochPlan> = pending.drain(..take).collect();
         // Carry what each epoch keeps, then destroy the batch at once.
+        let carrying = std::time::Instant::now();
         for plan in &batch {
             if !plan.keep.is_empty() {
                 let events = store.read_for_carry(plan.keep.clone()).await?;
                 carried += store.carry(plan.epoch.epoch_id, events).await?;
             }
         }
+        timings.carry += elapsed_ms(carrying);
+        let destroying = std::time::Instant::now();
         let destruction = Destruction {
             run_id,
             generation,
@@ -571,7 +604,9 @@ async fn execute(
                 })
                 .collect(),
         };
-        match store.destroy(destruction).await? {
+        let destroyed = store.destroy(destruction).await?;
+        timings.destroy += elapsed_ms(destroying);
+        match destroyed {
             DestroyOutcome::Destroyed { .. } => {}
             DestroyOutcome::HoldsChanged => {
                 replans += 1;
@@ -606,8 +641,13 @@ async fn execute(
         carried,
         &kept_json,
         false,
+        (timings, started),
     )
     .await
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 /// Keeps, per hold, the larger of two counts (a replan sees fewer epochs).
@@ -637,12 +677,23 @@ pub async fn resume_unfinished(store: &Store, index: &SearchIndex) -> Result<u64
             .ok()
             .and_then(|plan| plan.get("kept_by_holds").map(ToString::to_string))
             .unwrap_or_else(|| "[]".to_owned());
-        finish(store, index, run.run_id, true, 0, &kept, true).await?;
+        finish(
+            store,
+            index,
+            run.run_id,
+            true,
+            0,
+            &kept,
+            true,
+            (Timings::default(), std::time::Instant::now()),
+        )
+        .await?;
     }
     Ok(unfinished.len() as u64)
 }
 
 /// Stages 5 and 6: idempotent.
+#[allow(clippy::too_many_arguments)] // two callers, each with its own run state
 async fn finish(
     store: &Store,
     index: &SearchIndex,
@@ -651,18 +702,26 @@ async fn finish(
     carried: u64,
     kept_json: &str,
     resumed: bool,
+    (mut timings, started): (Timings, std::time::Instant),
 ) -> Result<RunOutcome, RetentionError> {
     let db = store.db();
     let shredded = db.shredded_by_run(run_id).await?;
     let seqs = db.shredded_seqs_of_run(run_id).await?;
     let purge = index.purge(&seqs).await?;
+    timings.index_delete = purge.deleted_ms;
+    timings.index_merge = purge.merged_ms;
+    let scrubbing = std::time::Instant::now();
     let key_scrub = db.scrub_destroyed().await?;
+    timings.scrub = elapsed_ms(scrubbing);
+    let compacting = std::time::Instant::now();
     let compaction = if compact && !seqs.is_empty() {
         let segments: HashSet<i64> = db.segments_of_run(run_id).await?;
         Some(store.compact(run_id, Some(&segments)).await?)
     } else {
         None
     };
+    timings.compact = elapsed_ms(compacting);
+    let certifying = std::time::Instant::now();
     let run = db
         .retention_run(run_id)
         .await?
@@ -722,7 +781,11 @@ async fn finish(
             hash: head.map(|h| hex::encode(h.last_hash)).unwrap_or_default(),
         },
         resumed,
+        timings_ms: timings,
     };
+    let mut certificate = certificate;
+    certificate.timings_ms.certificate = elapsed_ms(certifying);
+    certificate.timings_ms.total = elapsed_ms(started);
     let json = serde_json::to_string_pretty(&certificate).unwrap_or_default();
     let path = write_certificate(store.data_dir(), run_id, &json)?;
     db.finish_run(run_id, "done", Some(&json)).await?;
