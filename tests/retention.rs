@@ -1055,6 +1055,80 @@ async fn a_run_left_running_is_finished_by_the_next_run(backend: Backend) {
     e.verify_ok().await;
 }
 
+/// SQLite only (PostgreSQL's files are the server's): the wrapped data keys
+/// of destroyed epochs are in the database files before the run, and in none
+/// of the files under the data directory after it (secure_delete and the
+/// truncated write-ahead log).
+#[tokio::test]
+async fn destroyed_keys_are_gone_from_the_database_files() {
+    let e = env(Backend::Sqlite).await;
+    let d = day("2024-01-10");
+    let old: Vec<Event> = (0..40)
+        .map(|i| {
+            post(
+                &format!("k-old-{i}"),
+                "t",
+                format!("c{}", i % 4).as_str(),
+                "u",
+                d,
+                i,
+                "old words",
+            )
+        })
+        .collect();
+    e.ingest(old).await;
+    e.ingest(vec![post(
+        "k-new",
+        "t",
+        "c0",
+        "u",
+        plus(d, 100),
+        1,
+        "new words",
+    )])
+    .await;
+    let holdfast::db::Db::Sqlite(pool) = e.store.db() else {
+        unreachable!("a SQLite archive")
+    };
+    let wrapped: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped_key FROM key_epochs WHERE day = '2024-01-10'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(wrapped.len(), 4, "one epoch per channel of that day");
+    let scan = |data_dir: &Path| {
+        let mut files = Vec::new();
+        files_under(data_dir, &mut files);
+        let mut found = 0;
+        for file in files {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            found += wrapped
+                .iter()
+                .filter(|key| find(&bytes, key).is_some())
+                .count();
+        }
+        found
+    };
+    let data_dir = e.archive.data_dir().to_path_buf();
+    assert!(
+        scan(&data_dir) >= wrapped.len(),
+        "the keys are in the database files before the run (the scan can see them)"
+    );
+    let outcome = e
+        .run(
+            &policies("[[policy]]\nname = \"short\"\nkeep_days = 30\n"),
+            plus(d, 40),
+        )
+        .await;
+    assert_eq!(outcome.certificate.events_deleted, 40);
+    assert_eq!(outcome.certificate.epochs_destroyed.len(), 4);
+    assert!(outcome.certificate.key_scrub.contains("secure_delete"));
+    assert_eq!(scan(&data_dir), 0, "a destroyed key survived in a file");
+    assert!(e.store.get_event("k-new").await.unwrap().is_some());
+}
+
 both_backends!(
     expiry_is_exact_at_the_boundary_day,
     channel_beats_team_beats_global,
