@@ -149,7 +149,7 @@ pub(super) async fn verify(
         // Rows of an earlier damaged segment that was not read to its end
         // belong to it, not to this one.
         rows.skip_before(expected_seq).await?;
-        let outcome = verify_segment(
+        let mut outcome = verify_segment(
             shared,
             checkpoint,
             expected_prev_hash,
@@ -160,6 +160,35 @@ pub(super) async fn verify(
             expect_head,
         )
         .await?;
+        // A compaction that recorded new ranges of this segment while verify
+        // read it looks like damage: read it again with the ranges as now.
+        if outcome.problem.is_some() && checkpoint.sealed_at_ms.is_some() {
+            let now: Vec<CompactedRange> = shared
+                .db
+                .compacted_ranges()
+                .await?
+                .into_iter()
+                .filter(|range| range.segment_no == checkpoint.segment_no)
+                .collect();
+            let before = retention.ranges.get(&checkpoint.segment_no);
+            if before.map_or(!now.is_empty(), |before| *before != now) {
+                retention.ranges.insert(checkpoint.segment_no, now);
+                let mut again = RowCursor::new(shared, head_seq);
+                again.skip_before(expected_seq).await?;
+                outcome = verify_segment(
+                    shared,
+                    checkpoint,
+                    expected_prev_hash,
+                    expected_seq,
+                    &mut again,
+                    &mut retention,
+                    is_last,
+                    expect_head,
+                )
+                .await?;
+                rows = again;
+            }
+        }
         if let Some(matches) = outcome.expected_head_matches {
             // The head may be seq N's record, the seal after it, or the
             // chain start of the segment after that: any one matching counts.
