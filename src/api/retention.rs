@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::access::{AuditNote, Caller};
 use super::error::ApiError;
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::retention::{RetentionError, RetentionService, ServiceError, Trigger};
 
 fn service(state: &AppState) -> Result<std::sync::Arc<RetentionService>, ApiError> {
@@ -115,6 +116,24 @@ pub async fn start_run(
         Ok(Ok(outcome)) => {
             let note = crate::retention::service::run_params(&outcome);
             return noted(Ok(Json(outcome.certificate).into_response()), note);
+        }
+        Ok(Err(ServiceError::Retention(RetentionError::FloorLowered(changes)))) => {
+            // The refusal itself is recorded, besides the request's record.
+            let error = RetentionError::FloorLowered(changes);
+            let mut entry = AuditEntry::new(
+                caller.principal.username.clone(),
+                AuditAction::PolicyRefused,
+            )
+            .outcome(AuditOutcome::Failed)
+            .params(json!({"trigger": "api"}))
+            .detail(error.to_string());
+            if let Some(client) = caller.client {
+                entry = entry.client(client.to_string());
+            }
+            if let Err(audit_error) = super::access::audit_self(&state.access, entry).await {
+                return noted(Err(audit_error), json!({}));
+            }
+            Err(ApiError::from(ServiceError::Retention(error)))
         }
         Ok(Err(error)) => Err(ApiError::from(error)),
         Err(error) => Err(ApiError::Internal(format!(

@@ -103,8 +103,13 @@ impl RetentionService {
                 tracing::info!(next = %next, "next scheduled retention run");
                 tokio::time::sleep(wait).await;
                 let result = self.run("scheduler", Trigger::Schedule).await;
-                let entry = AuditEntry::new("scheduler".to_owned(), AuditAction::PolicyRun)
-                    .client("scheduler");
+                let action = match &result {
+                    Err(ServiceError::Retention(RetentionError::FloorLowered(_))) => {
+                        AuditAction::PolicyRefused
+                    }
+                    _ => AuditAction::PolicyRun,
+                };
+                let entry = AuditEntry::new("scheduler".to_owned(), action).client("scheduler");
                 let entry = match &result {
                     Ok(outcome) => entry.params(run_params(outcome)),
                     Err(error) => {
