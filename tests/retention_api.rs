@@ -260,6 +260,7 @@ struct Tokens {
 
 struct App {
     router: Router,
+    service: Arc<RetentionService>,
     access: Arc<AccessState>,
     tokens: Tokens,
     store: Store,
@@ -323,8 +324,9 @@ impl App {
         ));
         let state = holdfast::api::AppState::new(store.clone(), access, 1024 * 1024)
             .with_index(Arc::clone(&index))
-            .with_retention(service);
+            .with_retention(Arc::clone(&service));
         App {
+            service,
             access: Arc::clone(&state.access),
             router: holdfast::api::router(state),
             tokens,
@@ -946,6 +948,43 @@ async fn a_refused_floor_is_audited_as_policy_refused(backend: Backend) {
     );
 }
 
+async fn the_schedule_runs_retention_and_audits_it(backend: Backend) {
+    let app = App::new(backend, &[("global.toml", SHORT_POLICY)]).await;
+    let every_second = holdfast::config::parse_schedule("* * * * * *").unwrap();
+    let task = Arc::clone(&app.service).start_schedule(every_second, app.access.audit.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let record = loop {
+        let by_scheduler: Vec<AuditRecord> = app
+            .audit(AuditAction::PolicyRun)
+            .await
+            .into_iter()
+            .filter(|record| record.actor == "scheduler")
+            .collect();
+        if let Some(record) = by_scheduler.into_iter().next() {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled run within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    task.abort();
+    assert_eq!(record.outcome, AuditOutcome::Ok, "{record:?}");
+    let run_id = record.params["run_id"].as_i64().unwrap();
+    let run = app.store.db().retention_run(run_id).await.unwrap().unwrap();
+    assert_eq!(run.trigger, "schedule");
+    assert_eq!(run.started_by, "scheduler");
+    assert_eq!(run.status, "done");
+    let (_, deleted) = app.counts().await;
+    assert!(deleted > 0, "the scheduled run deleted the due events");
+    assert_eq!(
+        record.params["events_deleted"].as_i64().unwrap(),
+        deleted,
+        "{record:?}"
+    );
+}
+
 async fn other_roles_are_refused_everywhere(backend: Backend) {
     let app = App::new(backend, &[("global.toml", SHORT_POLICY)]).await;
     let tokens = [
@@ -1083,6 +1122,7 @@ both_backends!(
     invalid_policy_files_refuse_the_whole_set,
     lowering_an_applied_floor_is_refused,
     a_refused_floor_is_audited_as_policy_refused,
+    the_schedule_runs_retention_and_audits_it,
     other_roles_are_refused_everywhere,
     one_run_at_a_time,
 );
