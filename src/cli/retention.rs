@@ -297,6 +297,7 @@ pub async fn run(config: &Config, command: RetentionCommand) -> anyhow::Result<E
                             "started_by": run.started_by,
                             "trigger": run.trigger,
                             "status": run.status,
+                            "stage": run.stage,
                         })
                     );
                 }

@@ -7,8 +7,10 @@
 //! segment's new file hash (its bytes with every compacted range counted as
 //! zeros), and only then are the bytes released with
 //! `fallocate(PUNCH_HOLE)` (or overwritten with zeros where the file system
-//! cannot punch holes). Nothing moves: every surviving record keeps its
-//! offset, so its associated data still authenticates it. An interrupted
+//! cannot punch holes). The last 32 bytes of a range (its last record's
+//! chain hash) stay: a read of the record after it checks its link against
+//! them. Nothing moves: every surviving record keeps its offset, so its
+//! associated data still authenticates it. An interrupted
 //! compaction is finished by the next one; until then verify reads the
 //! recorded-but-intact records normally.
 //!
@@ -98,11 +100,7 @@ pub(super) async fn compact(
         if found.is_empty() && known.is_empty() {
             continue;
         }
-        let mut all: Vec<(u64, u64)> = known
-            .iter()
-            .chain(&found)
-            .map(|range| (range.start_offset as u64, range.end_offset as u64))
-            .collect();
+        let mut all: Vec<(u64, u64)> = known.iter().chain(&found).map(released).collect();
         all.sort_unstable();
         if !found.is_empty() {
             let hash_path = path.clone();
@@ -140,6 +138,15 @@ pub(super) async fn compact(
         report.holes_punched &= punched;
     }
     Ok(report)
+}
+
+/// The bytes of a range that are released: all but the chain hash of its
+/// last record, which the next record's reads check their link against.
+pub(super) fn released(range: &CompactedRange) -> (u64, u64) {
+    (
+        range.start_offset as u64,
+        (range.end_offset as u64).saturating_sub(HASH_LEN as u64),
+    )
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {

@@ -822,10 +822,7 @@ async fn verify_segment(
     }
     if let Some(expected_sha) = &checkpoint.file_sha256 {
         let hashed = path.clone();
-        let zeroed: Vec<(u64, u64)> = ranges
-            .iter()
-            .map(|range| (range.start_offset as u64, range.end_offset as u64))
-            .collect();
+        let zeroed: Vec<(u64, u64)> = ranges.iter().map(super::compact::released).collect();
         let actual = tokio::task::spawn_blocking(move || file_sha256(&hashed, end_offset, &zeroed))
             .await
             .map_err(|error| StoreError::WriteFailed(format!("hashing thread failed: {error}")))?
@@ -888,12 +885,13 @@ async fn decrypt_record(
     }
 }
 
-/// Whether every byte of a compacted range reads as zero (reclaimed).
+/// Whether every released byte of a compacted range reads as zero (all but
+/// the chain hash of its last record, which stays).
 fn range_is_zero(file: &File, range: &CompactedRange) -> std::io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let mut buffer = vec![0u8; 1 << 20];
     let mut offset = range.start_offset as u64;
-    let end = range.end_offset as u64;
+    let (_, end) = super::compact::released(range);
     while offset < end {
         let want = ((end - offset) as usize).min(buffer.len());
         let read = file.read_at(&mut buffer[..want], offset)?;
