@@ -343,6 +343,8 @@ impl Db {
             .collect();
         let now = now_ms();
         on_pool!(self, |pool| {
+            let mut epoch_of: HashMap<i64, i64> = HashMap::new();
+            let mut epoch_policies: Vec<(i64, String)> = Vec::new();
             let mut tx = pool.begin().await?;
             // A write first: serializes with hold creation on both engines.
             sqlx::query("UPDATE retention_lock SET generation = generation WHERE lock_id = 1")
@@ -367,6 +369,12 @@ impl Db {
                     tx.rollback().await?;
                     return Ok(DestroyOutcome::Refused { epoch_id, seq });
                 }
+                for seq in live {
+                    epoch_of.insert(seq, epoch_id);
+                    if let Some(policy) = planned.get(&seq) {
+                        epoch_policies.push((epoch_id, (*policy).to_owned()));
+                    }
+                }
                 sqlx::query(
                     "UPDATE key_epochs SET wrapped_key = NULL, destroyed_at_ms = $1, \
                      destroyed_by_run = $2 WHERE epoch_id = $3",
@@ -377,7 +385,25 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
+            // Every live event of these epochs is planned (checked above):
+            // an epoch whose events all go under one policy is one statement.
+            let mut policies_of: HashMap<i64, HashSet<&str>> = HashMap::new();
+            for &epoch_id in &destruction.epochs {
+                policies_of.insert(epoch_id, HashSet::new());
+            }
+            for (epoch_id, policy) in &epoch_policies {
+                if let Some(set) = policies_of.get_mut(epoch_id) {
+                    set.insert(policy.as_str());
+                }
+            }
             for (seq, policy) in &destruction.events {
+                let single = epoch_of
+                    .get(seq)
+                    .and_then(|epoch_id| policies_of.get(epoch_id))
+                    .is_some_and(|set| set.len() == 1);
+                if single {
+                    continue;
+                }
                 sqlx::query(
                     "UPDATE events SET shredded_run = $1, shredded_policy = $2, user_name = '', \
                      post_id = NULL WHERE seq = $3 AND shredded_run IS NULL",
@@ -385,6 +411,20 @@ impl Db {
                 .bind(destruction.run_id)
                 .bind(policy)
                 .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (epoch_id, set) in &policies_of {
+                let Some(policy) = set.iter().next().filter(|_| set.len() == 1) else {
+                    continue;
+                };
+                sqlx::query(
+                    "UPDATE events SET shredded_run = $1, shredded_policy = $2, user_name = '', \
+                     post_id = NULL WHERE epoch_id = $3 AND shredded_run IS NULL",
+                )
+                .bind(destruction.run_id)
+                .bind(*policy)
+                .bind(epoch_id)
                 .execute(&mut *tx)
                 .await?;
             }

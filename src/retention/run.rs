@@ -218,6 +218,8 @@ pub struct Timings {
     pub carry: u64,
     /// Key destruction: when it ends, the deleted events are unreadable.
     pub destroy: u64,
+    /// Reading back what was deleted (for the index and the certificate).
+    pub collect: u64,
     /// Until the events were gone from search (index delete and commit).
     pub index_delete: u64,
     /// Index merge that removes their words from the index files.
@@ -705,9 +707,13 @@ async fn finish(
     (mut timings, started): (Timings, std::time::Instant),
 ) -> Result<RunOutcome, RetentionError> {
     let db = store.db();
-    let shredded = db.shredded_by_run(run_id).await?;
+    let collecting = std::time::Instant::now();
     let seqs = db.shredded_seqs_of_run(run_id).await?;
+    timings.collect = elapsed_ms(collecting);
     let purge = index.purge(&seqs).await?;
+    let collecting = std::time::Instant::now();
+    let shredded = db.shredded_by_run(run_id).await?;
+    timings.collect += elapsed_ms(collecting);
     timings.index_delete = purge.deleted_ms;
     timings.index_merge = purge.merged_ms;
     let scrubbing = std::time::Instant::now();
