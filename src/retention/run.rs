@@ -6,10 +6,11 @@
 //! 1. **check floors**: a policy set that lowers a floor applied before is
 //!    refused unless no live event it covered is younger than the old floor;
 //!    otherwise the new floors are recorded;
-//! 2. **plan**: the index catches up (so query holds see every event), then
-//!    for every live key epoch old enough to hold anything due, its events
-//!    are split into *delete* (due under their policy, past every floor, not
-//!    held) and *keep*;
+//! 2. **plan**: the index catches up (so query holds see every event), then,
+//!    a chunk of key epochs at a time (bounded memory), for every live key
+//!    epoch old enough to hold anything due, its events are split into
+//!    *delete* (due under their policy, past every floor, not held) and
+//!    *keep*, and the chunk goes through stages 3 and 4;
 //! 3. **carry**: an epoch with both re-encrypts its kept events under a new
 //!    carry epoch of the same day (durably, before anything is destroyed);
 //! 4. **destroy**: per batch of epochs, one transaction destroys their data
@@ -342,27 +343,24 @@ pub async fn plan(
     if let Err(error) = crate::index::catch_up(store, index, |_, _| {}).await {
         tracing::warn!(%error, "planning with the index as it is");
     }
-    let mut planned = make_plan(store, index, policies, as_of, None).await?;
+    let candidates = candidate_epochs(store.db(), policies, as_of).await?;
+    let mut planned = make_plan(store, index, policies, as_of, candidates).await?;
     planned.summary.lowered_floors = lowered;
     planned.summary.refused = refused;
     Ok(planned.summary)
 }
 
-/// Plans over every live epoch (or only `only`).
-async fn make_plan(
-    store: &Store,
-    index: &SearchIndex,
+/// The live epochs old enough to hold anything due on `as_of`.
+async fn candidate_epochs(
+    db: &Db,
     policies: &PolicySet,
     as_of: NaiveDate,
-    only: Option<&HashSet<i64>>,
-) -> Result<Planned, RetentionError> {
-    let db = store.db();
-    let candidates: Vec<EpochInfo> = db
+) -> Result<Vec<EpochInfo>, RetentionError> {
+    Ok(db
         .epoch_infos()
         .await?
         .into_iter()
         .filter(|epoch| !epoch.destroyed)
-        .filter(|epoch| only.is_none_or(|only| only.contains(&epoch.epoch_id)))
         .filter(|epoch| {
             let Ok(day) = NaiveDate::parse_from_str(epoch.base_day(), "%Y-%m-%d") else {
                 return false;
@@ -372,7 +370,18 @@ async fn make_plan(
                 .earliest_due_age(&epoch.team, &epoch.channel)
                 .is_some_and(|due_age| age >= i64::from(due_age))
         })
-        .collect();
+        .collect())
+}
+
+/// Plans over `candidates`.
+async fn make_plan(
+    store: &Store,
+    index: &SearchIndex,
+    policies: &PolicySet,
+    as_of: NaiveDate,
+    candidates: Vec<EpochInfo>,
+) -> Result<Planned, RetentionError> {
+    let db = store.db();
     let active = holds::active_holds(db).await?;
     // Query holds search the index: blocking work, kept off the other tasks
     // of a multi-threaded runtime.
@@ -571,68 +580,82 @@ async fn execute(
     let mut timings = Timings::default();
     let mut generation = db.retention_generation().await?;
     crate::index::catch_up(store, index, |_, _| {}).await?;
-    let planned = make_plan(store, index, policies, options.as_of, None).await?;
+    let candidates = candidate_epochs(db, policies, options.as_of).await?;
     timings.plan = elapsed_ms(started);
-    let plan_json = serde_json::to_string(&planned.summary).unwrap_or_default();
-    db.set_run_stage(run_id, "destroying", Some(&plan_json))
-        .await?;
+    db.set_run_stage(run_id, "destroying", None).await?;
     let mut carried = 0u64;
-    let mut kept_by_holds = planned.summary.kept_by_holds.clone();
-    let mut pending: Vec<EpochPlan> = planned.epochs;
-    let mut replans = 0;
-    while !pending.is_empty() {
-        let take = pending.len().min(EPOCHS_PER_BATCH);
-        let batch: Vec<EpochPlan> = pending.drain(..take).collect();
-        // Carry what each epoch keeps, then destroy the batch at once.
-        let carrying = std::time::Instant::now();
-        for plan in &batch {
-            if !plan.keep.is_empty() {
-                let events = store.read_for_carry(plan.keep.clone()).await?;
-                carried += store.carry(plan.epoch.epoch_id, events).await?;
-            }
-        }
-        timings.carry += elapsed_ms(carrying);
-        let destroying = std::time::Instant::now();
-        let destruction = Destruction {
-            run_id,
-            generation,
-            epochs: batch.iter().map(|plan| plan.epoch.epoch_id).collect(),
-            events: batch
-                .iter()
-                .flat_map(|plan| {
-                    plan.delete
-                        .iter()
-                        .map(|(row, policy)| (row.seq, policy.clone()))
-                })
-                .collect(),
-        };
-        let destroyed = store.destroy(destruction).await?;
-        timings.destroy += elapsed_ms(destroying);
-        match destroyed {
-            DestroyOutcome::Destroyed { .. } => {}
-            DestroyOutcome::HoldsChanged => {
-                replans += 1;
-                if replans > MAX_REPLANS {
-                    return Err(RetentionError::HoldsKeptChanging);
+    let mut kept_by_holds: BTreeMap<i64, HoldCount> = BTreeMap::new();
+    // Planned and destroyed a chunk of epochs at a time: memory stays
+    // bounded by one chunk's events, whatever is due.
+    for chunk in candidates.chunks(EPOCHS_PER_BATCH) {
+        let planning = std::time::Instant::now();
+        let planned = make_plan(store, index, policies, options.as_of, chunk.to_vec()).await?;
+        timings.plan += elapsed_ms(planning);
+        let mut chunk_kept = planned.summary.kept_by_holds.clone();
+        let mut pending: Vec<EpochPlan> = planned.epochs;
+        let mut replans = 0;
+        while !pending.is_empty() {
+            let batch: Vec<EpochPlan> = std::mem::take(&mut pending);
+            // Carry what each epoch keeps, then destroy the batch at once.
+            let carrying = std::time::Instant::now();
+            for plan in &batch {
+                if !plan.keep.is_empty() {
+                    let events = store.read_for_carry(plan.keep.clone()).await?;
+                    carried += store.carry(plan.epoch.epoch_id, events).await?;
                 }
-                // Plan these epochs (and the rest) again under the new holds.
-                generation = db.retention_generation().await?;
-                crate::index::catch_up(store, index, |_, _| {}).await?;
-                let again: HashSet<i64> = batch
-                    .iter()
-                    .chain(&pending)
-                    .map(|plan| plan.epoch.epoch_id)
-                    .collect();
-                let replanned =
-                    make_plan(store, index, policies, options.as_of, Some(&again)).await?;
-                kept_by_holds = merge_holds(&kept_by_holds, &replanned.summary.kept_by_holds);
-                pending = replanned.epochs;
             }
-            DestroyOutcome::Refused { epoch_id, seq } => {
-                return Err(RetentionError::Refused { epoch_id, seq });
+            timings.carry += elapsed_ms(carrying);
+            let destroying = std::time::Instant::now();
+            let destruction = Destruction {
+                run_id,
+                generation,
+                epochs: batch.iter().map(|plan| plan.epoch.epoch_id).collect(),
+                events: batch
+                    .iter()
+                    .flat_map(|plan| {
+                        plan.delete
+                            .iter()
+                            .map(|(row, policy)| (row.seq, policy.clone()))
+                    })
+                    .collect(),
+            };
+            let destroyed = store.destroy(destruction).await?;
+            timings.destroy += elapsed_ms(destroying);
+            match destroyed {
+                DestroyOutcome::Destroyed { .. } => {}
+                DestroyOutcome::HoldsChanged => {
+                    replans += 1;
+                    if replans > MAX_REPLANS {
+                        return Err(RetentionError::HoldsKeptChanging);
+                    }
+                    // Plan these epochs again under the new holds.
+                    generation = db.retention_generation().await?;
+                    crate::index::catch_up(store, index, |_, _| {}).await?;
+                    let again: Vec<EpochInfo> =
+                        batch.iter().map(|plan| plan.epoch.clone()).collect();
+                    let replanned = make_plan(store, index, policies, options.as_of, again).await?;
+                    chunk_kept = merge_holds(&chunk_kept, &replanned.summary.kept_by_holds);
+                    pending = replanned.epochs;
+                }
+                DestroyOutcome::Refused { epoch_id, seq } => {
+                    return Err(RetentionError::Refused { epoch_id, seq });
+                }
             }
         }
+        for count in chunk_kept {
+            kept_by_holds
+                .entry(count.hold_id)
+                .and_modify(|total| total.events += count.events)
+                .or_insert(count);
+        }
+        // What a resumed run needs to certify what the holds kept.
+        let progress = serde_json::json!({
+            "kept_by_holds": kept_by_holds.values().collect::<Vec<_>>(),
+        });
+        db.set_run_stage(run_id, "destroying", Some(&progress.to_string()))
+            .await?;
     }
+    let kept_by_holds: Vec<HoldCount> = kept_by_holds.into_values().collect();
     let kept_json = serde_json::to_string(&kept_by_holds).unwrap_or_default();
     db.set_run_stage(run_id, "finishing", None).await?;
     finish(
