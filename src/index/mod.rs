@@ -404,13 +404,24 @@ impl SearchIndex {
         Ok(seqs)
     }
 
+    /// Opens the tantivy writer and first removes the files a commit
+    /// killed half-way left behind (a delete file of a commit that never
+    /// reached `meta.json` would otherwise block the next delete commit:
+    /// tantivy names delete files by segment and opstamp).
     fn writer(&self) -> Result<IndexWriter, IndexError> {
-        self.index
+        let tantivy_error = |source| IndexError::Tantivy {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let writer = self
+            .index
             .writer(WRITER_HEAP_BYTES)
-            .map_err(|source| IndexError::Tantivy {
-                path: self.path.display().to_string(),
-                source,
-            })
+            .map_err(tantivy_error)?;
+        writer
+            .garbage_collect_files()
+            .wait()
+            .map_err(tantivy_error)?;
+        Ok(writer)
     }
 
     /// The document of one stored event.
