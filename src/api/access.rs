@@ -314,6 +314,16 @@ pub fn outcome_of(status: StatusCode) -> AuditOutcome {
     }
 }
 
+/// A handler's answer with its audit note, whether success or error.
+pub fn noted(
+    result: Result<axum::response::Response, ApiError>,
+    note: serde_json::Value,
+) -> axum::response::Response {
+    let mut response = result.unwrap_or_else(axum::response::IntoResponse::into_response);
+    response.extensions_mut().insert(AuditNote(note));
+    response
+}
+
 /// Writes one audit record for a route that audits itself (sign-in);
 /// an error when the write fails.
 pub async fn audit_self(access: &Arc<AccessState>, entry: AuditEntry) -> Result<(), ApiError> {

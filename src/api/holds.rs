@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::access::{AuditNote, Caller};
+use super::access::{Caller, noted};
 use super::error::ApiError;
 use crate::auth::Capability;
 use crate::event::format_at;
@@ -168,13 +168,6 @@ pub fn hold_response(hold: Hold, counts: Option<HoldCounts>) -> HoldResponse {
             channels: counts.channels,
         }),
     }
-}
-
-/// The answer with its audit note, whether it is a success or an error.
-fn noted(result: Result<Response, ApiError>, note: Value) -> Response {
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(AuditNote(note));
-    response
 }
 
 // ------------------------------------------------------------------ create

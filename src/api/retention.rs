@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::access::{AuditNote, Caller};
+use super::access::{Caller, noted};
 use super::error::ApiError;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::retention::{RetentionError, RetentionService, ServiceError, Trigger};
@@ -20,12 +20,6 @@ fn service(state: &AppState) -> Result<std::sync::Arc<RetentionService>, ApiErro
         .retention
         .clone()
         .ok_or_else(|| ApiError::Internal("this server has no retention service".to_owned()))
-}
-
-fn noted(result: Result<Response, ApiError>, note: Value) -> Response {
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(AuditNote(note));
-    response
 }
 
 impl From<ServiceError> for ApiError {
@@ -172,18 +166,7 @@ pub async fn list_runs(
             .map_err(|error| ApiError::Internal(error.to_string()))?;
         let runs: Vec<Value> = runs
             .into_iter()
-            .map(|run| {
-                json!({
-                    "run_id": run.run_id,
-                    "started_at_ms": run.started_at_ms,
-                    "finished_at_ms": run.finished_at_ms,
-                    "as_of": run.as_of,
-                    "started_by": run.started_by,
-                    "trigger": run.trigger,
-                    "status": run.status,
-                    "stage": run.stage,
-                })
-            })
+            .map(|run| crate::retention::run::run_summary(&run))
             .collect();
         Ok(Json(json!({ "runs": runs })).into_response())
     }

@@ -70,6 +70,18 @@ pub enum RetentionCommand {
     },
 }
 
+/// The store with the writer lock; `hint` says what to do while another
+/// process (the server) holds it.
+async fn open_writer(config: &Config, hint: &str) -> anyhow::Result<Store> {
+    match Store::open_existing(&config.store_options()).await {
+        Ok((store, _)) => Ok(store),
+        Err(StoreError::Locked { data_dir, holder }) => {
+            bail!("data directory {data_dir} is in use by {holder}; {hint}")
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 fn load_policies(config: &Config) -> anyhow::Result<PolicySet> {
     match &config.policy_dir {
         Some(dir) => Ok(PolicySet::load_dir(dir)?),
@@ -158,13 +170,11 @@ pub async fn run(config: &Config, command: RetentionCommand) -> anyhow::Result<E
         }
         RetentionCommand::Run { no_compact, json } => {
             let policies = load_policies(config)?;
-            let (store, _) = match Store::open_existing(&config.store_options()).await {
-                Ok(opened) => opened,
-                Err(StoreError::Locked { data_dir, holder }) => bail!(
-                    "data directory {data_dir} is in use by {holder}; while the server runs, start retention through it: POST /api/v1/retention/runs"
-                ),
-                Err(error) => return Err(error.into()),
-            };
+            let store = open_writer(
+                config,
+                "while the server runs, start retention through it: POST /api/v1/retention/runs",
+            )
+            .await?;
             let index = SearchIndex::open_or_create(&config.data_dir.join("index"))?;
             let trail = CliAudit::open(config).await?;
             let mut options = RunOptions::today(trail.actor(), Trigger::Cli);
@@ -228,13 +238,7 @@ pub async fn run(config: &Config, command: RetentionCommand) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         RetentionCommand::Compact { json } => {
-            let (store, _) = match Store::open_existing(&config.store_options()).await {
-                Ok(opened) => opened,
-                Err(StoreError::Locked { data_dir, holder }) => bail!(
-                    "data directory {data_dir} is in use by {holder}; stop the server to compact"
-                ),
-                Err(error) => return Err(error.into()),
-            };
+            let store = open_writer(config, "stop the server to compact").await?;
             let trail = CliAudit::open(config).await?;
             let run_id = trail
                 .db()
@@ -287,19 +291,7 @@ pub async fn run(config: &Config, command: RetentionCommand) -> anyhow::Result<E
                 .await?;
             if json {
                 for run in &runs {
-                    println!(
-                        "{}",
-                        json!({
-                            "run_id": run.run_id,
-                            "started_at_ms": run.started_at_ms,
-                            "finished_at_ms": run.finished_at_ms,
-                            "as_of": run.as_of,
-                            "started_by": run.started_by,
-                            "trigger": run.trigger,
-                            "status": run.status,
-                            "stage": run.stage,
-                        })
-                    );
+                    println!("{}", crate::retention::run::run_summary(run));
                 }
             } else {
                 println!(

@@ -869,6 +869,20 @@ fn write_certificate(data_dir: &Path, run_id: i64, json: &str) -> Result<PathBuf
     Ok(path)
 }
 
+/// What lists of runs show of one run (API and CLI).
+pub fn run_summary(run: &RunRow) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": run.run_id,
+        "started_at_ms": run.started_at_ms,
+        "finished_at_ms": run.finished_at_ms,
+        "as_of": run.as_of,
+        "started_by": run.started_by,
+        "trigger": run.trigger,
+        "status": run.status,
+        "stage": run.stage,
+    })
+}
+
 /// The runs, newest first.
 pub async fn runs(db: &Db, limit: i64) -> Result<Vec<RunRow>, RetentionError> {
     Ok(db.retention_runs(limit).await?)
