@@ -57,6 +57,8 @@ pub struct ConfigFile {
     pub auth: AuthConfig,
     #[serde(default)]
     pub retention: RetentionSection,
+    #[serde(default)]
+    pub export: crate::export::schedule::ExportConfig,
 }
 
 /// `[retention]`: where the policies are and when runs happen.
@@ -128,6 +130,31 @@ pub struct Config {
     /// The schedule as written.
     pub retention_schedule_text: Option<String>,
     pub retention_compact: bool,
+    /// `[export]`: where packages go, templates, signing, schedules.
+    pub export: crate::export::schedule::ExportConfig,
+    /// The checked `[[export.schedules]]`.
+    pub export_schedules: Vec<crate::export::schedule::Schedule>,
+}
+
+impl Config {
+    /// Where export packages are built and kept.
+    pub fn exports_dir(&self) -> PathBuf {
+        self.export
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
+    }
+
+    /// The signer of export manifests (`[export] signing`), making the
+    /// Ed25519 key in the data directory on first use.
+    pub fn export_signer(
+        &self,
+    ) -> Result<crate::export::sign::Signer, crate::export::sign::KeyFileError> {
+        match (&self.export.signing.as_deref(), &self.export.hmac_key_file) {
+            (Some("hmac"), Some(file)) => crate::export::sign::Signer::hmac_from_file(file),
+            _ => crate::export::sign::Signer::ed25519_in(&self.data_dir),
+        }
+    }
 }
 
 /// Parses a cron schedule (seconds first, UTC), with a message naming the
@@ -321,6 +348,13 @@ impl Config {
                 problem: other.to_string(),
             },
         })?;
+        let export_schedules = file
+            .export
+            .schedules()
+            .map_err(|problem| ConfigError::Invalid {
+                key: problem.key,
+                problem: problem.problem,
+            })?;
         let ingest_token = get("HOLDFAST_INGEST_TOKEN").map(SecretString::from);
         if let Some(token) = &ingest_token
             && secrecy::ExposeSecret::expose_secret(token).trim().len() < 16
@@ -350,6 +384,8 @@ impl Config {
             retention_schedule_text,
             retention_compact: file.retention.compact.unwrap_or(true),
             auth: file.auth,
+            export: file.export,
+            export_schedules,
         })
     }
 
@@ -420,6 +456,42 @@ impl Config {
             None => out.push_str("# schedule: not set, retention runs only on demand\n"),
         }
         out.push_str(&format!("compact = {}\n", self.retention_compact));
+        out.push_str("\n[export]\n");
+        out.push_str(&format!(
+            "dir = {}\n",
+            quote(&self.exports_dir().display().to_string())
+        ));
+        match &self.export.template_dir {
+            Some(dir) => out.push_str(&format!(
+                "template_dir = {}\n",
+                quote(&dir.display().to_string())
+            )),
+            None => out.push_str("# template_dir: not set, the built-in layouts\n"),
+        }
+        out.push_str(&format!(
+            "signing = {}\n",
+            quote(self.export.signing.as_deref().unwrap_or("ed25519"))
+        ));
+        if let Some(file) = &self.export.hmac_key_file {
+            out.push_str(&format!(
+                "hmac_key_file = {}\n",
+                quote(&file.display().to_string())
+            ));
+        }
+        for schedule in &self.export_schedules {
+            out.push_str(&format!(
+                "# schedule {}: cron {}, formats {}, {} delivery target(s)\n",
+                schedule.name,
+                quote(&schedule.cron_text),
+                schedule
+                    .formats
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                schedule.deliver.len()
+            ));
+        }
         out.push_str("\n[auth]\n");
         let auth = &self.auth;
         match auth.directory {

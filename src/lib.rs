@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod event;
+pub mod export;
 pub mod generate;
 pub mod import;
 pub mod index;

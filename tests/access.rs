@@ -25,10 +25,14 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use helpers::{TestArchive, connect_db, raw_sql};
 use holdfast::api::{Access, AccessState, ENDPOINTS};
 use holdfast::audit::{AuditAction, AuditFilter, AuditOutcome, AuditRecord, CSV_HEADER};
+use holdfast::auth::Capability;
 use holdfast::auth::{
     AuthConfig, Bootstrap, LocalDirectory, NewApiToken, NewUser, Role, ensure_bootstrap_admin,
 };
 use holdfast::db::Backend;
+use holdfast::export::job::Exporter;
+use holdfast::export::service::ExportService;
+use holdfast::export::sign::Signer;
 use holdfast::index::{Follower, FollowerHandle, SearchIndex};
 use holdfast::search::{ChannelRef, Scope};
 use http_body_util::BodyExt;
@@ -313,7 +317,21 @@ impl App {
             auditor: api_token(&access, "auditor", Role::Auditor, Scope::Nothing).await,
             admin: api_token(&access, "admin-robot", Role::Admin, Scope::Nothing).await,
         };
-        let state = holdfast::api::AppState::new(store, access, 16 * 1024 * 1024).with_index(index);
+        // Exports as `holdfast serve` runs them.
+        let exports = Arc::new(ExportService::new(
+            Exporter {
+                store: store.clone(),
+                index: Arc::clone(&index),
+                signer: Arc::new(Signer::ed25519_in(archive.data_dir()).unwrap()),
+                exports_dir: archive.data_dir().join("exports"),
+                template_dir: None,
+            },
+            access.audit.clone(),
+            Vec::new(),
+        ));
+        let state = holdfast::api::AppState::new(store, access, 16 * 1024 * 1024)
+            .with_index(index)
+            .with_exports(exports);
         let access = Arc::clone(&state.access);
         let app = App {
             router: holdfast::api::router(state),
@@ -514,10 +532,34 @@ fn auth_config(text: &str) -> AuthConfig {
     toml::from_str(text).unwrap_or_else(|error| panic!("{error}\n{text}"))
 }
 
-/// An endpoint's path with real values for its parameters.
+/// An endpoint's path with real values for its parameters (an export id
+/// of the right form, which names no export).
 fn real_path(path: &str) -> String {
+    if path.starts_with("/api/v1/exports/") {
+        return path.replace("{id}", "exp-000001");
+    }
     path.replace("{id}", "e-a1").replace("{post}", "pa1")
 }
+
+/// The export routes. Exports return message data: compliance officers
+/// and legal staff export within their scope, admins the whole archive;
+/// auditors and ingest credentials may not.
+const EXPORT_ROUTES: [(&str, &str); 5] = [
+    ("POST", "/api/v1/exports"),
+    ("GET", "/api/v1/exports"),
+    ("GET", "/api/v1/exports/{id}"),
+    ("POST", "/api/v1/exports/{id}/cancel"),
+    ("GET", "/api/v1/exports/{id}/download"),
+];
+
+/// Who may use the export routes, role by role.
+const EXPORT_ROLES: [(Role, bool); 5] = [
+    (Role::Admin, true),
+    (Role::ComplianceOfficer, true),
+    (Role::Legal, true),
+    (Role::Auditor, false),
+    (Role::Ingest, false),
+];
 
 // ------------------------------------------------------------------ scope checks
 
@@ -875,8 +917,9 @@ async fn every_protected_route_refuses_missing_wrong_and_unentitled_tokens(backe
         }
 
         // The ingest credentials (configured and API token), an auditor and
-        // an admin: refused exactly where their role lacks the capability.
-        for (role, actor, token) in [
+        // an admin (and, on the export routes, a scoped officer): refused
+        // exactly where their role lacks the capability.
+        let mut callers = vec![
             (Role::Ingest, "ingest-token", INGEST_TOKEN),
             (
                 Role::Ingest,
@@ -885,7 +928,15 @@ async fn every_protected_route_refuses_missing_wrong_and_unentitled_tokens(backe
             ),
             (Role::Auditor, "token:auditor", app.tokens.auditor.as_str()),
             (Role::Admin, "token:admin-robot", app.tokens.admin.as_str()),
-        ] {
+        ];
+        if EXPORT_ROUTES.contains(&(endpoint.method, endpoint.path)) {
+            callers.push((
+                Role::ComplianceOfficer,
+                "token:officer-a",
+                app.tokens.officer_a.as_str(),
+            ));
+        }
+        for (role, actor, token) in callers {
             let body = (endpoint.path == "/api/v1/events")
                 .then(|| holdfast_event(&format!("walk-{role}-{}", token.len())));
             let reply = app
@@ -937,6 +988,36 @@ async fn every_protected_route_refuses_missing_wrong_and_unentitled_tokens(backe
         assert!(capability.is_scoped(), "{path}: {capability:?}");
         for role in [Role::Auditor, Role::Admin, Role::Ingest] {
             assert!(!entitled(role, endpoint.access), "{role} on {path}");
+        }
+    }
+    // Exports return message data too, but an admin exports the whole
+    // archive (for an auditor or a court): every export route requires the
+    // export capability, which admins, officers and legal staff hold and
+    // auditors and ingest credentials do not.
+    let export_routes: BTreeSet<(&str, &str)> = ENDPOINTS
+        .iter()
+        .filter(|endpoint| endpoint.path.starts_with("/api/v1/exports"))
+        .map(|endpoint| (endpoint.method, endpoint.path))
+        .collect();
+    assert_eq!(export_routes, BTreeSet::from(EXPORT_ROUTES));
+    assert!(Capability::ExportMessages.is_scoped());
+    for (method, path) in EXPORT_ROUTES {
+        let endpoint = ENDPOINTS
+            .iter()
+            .find(|endpoint| endpoint.method == method && endpoint.path == path)
+            .unwrap();
+        assert_eq!(
+            endpoint.access,
+            Access::Requires(Capability::ExportMessages),
+            "{method} {path}"
+        );
+        assert!(endpoint.action.is_some(), "{method} {path} is not audited");
+        for (role, may) in EXPORT_ROLES {
+            assert_eq!(
+                entitled(role, endpoint.access),
+                may,
+                "{role} on {method} {path}"
+            );
         }
     }
     for (role, token) in [
@@ -1023,7 +1104,8 @@ async fn the_router_answers_exactly_the_endpoints_table(backend: Backend) {
         "/api/v1/",
         "/api/v1/events/e-a1/raw",
         "/api/v1/posts/pa1/context/more",
-        "/api/v1/exports",
+        "/api/v1/exports/exp-000001/manifest",
+        "/api/v1/exports/exp-000001/download/zip",
         "/api/v1/holds/1/events",
         "/api/v1/users",
         "/api/v1/tokens",
@@ -1729,6 +1811,33 @@ async fn every_request_is_audited_and_the_trail_filters_exports_and_verifies(bac
         },
         Case {
             method: "GET",
+            path: "/api/v1/exports",
+            token: Some(&officer),
+            actor: "officer-a",
+            role: Some("compliance_officer"),
+            action: AuditAction::ExportView,
+            outcome: AuditOutcome::Ok,
+        },
+        Case {
+            method: "POST",
+            path: "/api/v1/exports",
+            token: Some(&app.tokens.auditor),
+            actor: "token:auditor",
+            role: Some("auditor"),
+            action: AuditAction::ExportCreate,
+            outcome: AuditOutcome::Denied,
+        },
+        Case {
+            method: "GET",
+            path: "/api/v1/exports/exp-000001/download",
+            token: Some(&officer),
+            actor: "officer-a",
+            role: Some("compliance_officer"),
+            action: AuditAction::ExportDownload,
+            outcome: AuditOutcome::Failed,
+        },
+        Case {
+            method: "GET",
             path: "/api/v1/audit?action=search",
             token: Some(&app.tokens.auditor),
             actor: "token:auditor",
@@ -1921,6 +2030,7 @@ async fn no_answer_leaves_without_its_audit_record(backend: Backend) {
         ("/api/v1/posts/pa1", app.tokens.officer_a.as_str()),
         ("/api/v1/posts/pa1/context", app.tokens.officer_a.as_str()),
         ("/api/v1/audit", app.tokens.auditor.as_str()),
+        ("/api/v1/exports", officer.as_str()),
     ] {
         let reply = app.get(path, token).await;
         reply.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "audit_unavailable");

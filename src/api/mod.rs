@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod holds;
 pub mod metrics;
 pub mod retention;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub access: Arc<AccessState>,
     /// Retention runs and plans, when this server runs them (`serve` does).
     pub retention: Option<Arc<crate::retention::RetentionService>>,
+    /// Export jobs, when this server runs them (`serve` does).
+    pub exports: Option<Arc<crate::export::service::ExportService>>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             index: None,
             access: Arc::new(access),
             retention: None,
+            exports: None,
         }
     }
 
@@ -67,6 +71,11 @@ impl AppState {
         retention: Arc<crate::retention::RetentionService>,
     ) -> AppState {
         self.retention = Some(retention);
+        self
+    }
+
+    pub fn with_exports(mut self, exports: Arc<crate::export::service::ExportService>) -> AppState {
+        self.exports = Some(exports);
         self
     }
 
@@ -182,6 +191,36 @@ pub static ENDPOINTS: &[Endpoint] = &[
         Access::Requires(Capability::ManagePolicies),
         Some(AuditAction::RetentionView),
     ),
+    endpoint(
+        "POST",
+        "/api/v1/exports",
+        Access::Requires(Capability::ExportMessages),
+        Some(AuditAction::ExportCreate),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/exports",
+        Access::Requires(Capability::ExportMessages),
+        Some(AuditAction::ExportView),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/exports/{id}",
+        Access::Requires(Capability::ExportMessages),
+        Some(AuditAction::ExportView),
+    ),
+    endpoint(
+        "POST",
+        "/api/v1/exports/{id}/cancel",
+        Access::Requires(Capability::ExportMessages),
+        Some(AuditAction::ExportCancel),
+    ),
+    endpoint(
+        "GET",
+        "/api/v1/exports/{id}/download",
+        Access::Requires(Capability::ExportMessages),
+        Some(AuditAction::ExportDownload),
+    ),
     // Signs in with a password; audits itself (login, login_failed).
     endpoint("POST", "/api/v1/login", Access::Public, None),
     endpoint(
@@ -223,6 +262,13 @@ fn handler(endpoint: &Endpoint, body_limit: usize) -> MethodRouter<AppState> {
         ("POST", "/api/v1/retention/runs") => post(retention::start_run),
         ("GET", "/api/v1/retention/runs") => get(retention::list_runs),
         ("GET", "/api/v1/retention/runs/{id}") => get(retention::show_run),
+        ("POST", "/api/v1/exports") => {
+            post(exports::create).layer(DefaultBodyLimit::max(body_limit))
+        }
+        ("GET", "/api/v1/exports") => get(exports::list),
+        ("GET", "/api/v1/exports/{id}") => get(exports::show),
+        ("POST", "/api/v1/exports/{id}/cancel") => post(exports::cancel),
+        ("GET", "/api/v1/exports/{id}/download") => get(exports::download),
         ("POST", "/api/v1/login") => post(session::login),
         ("POST", "/api/v1/logout") => post(session::logout),
         ("GET", "/api/v1/me") => get(session::me),

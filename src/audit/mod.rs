@@ -95,11 +95,14 @@ pub enum AuditAction {
     RetentionView,
     PolicyRefused,
     RetentionCompact,
+    ExportComplete,
+    ExportCancel,
+    ExportView,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 27] = [
+    pub const ALL: [AuditAction; 30] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -127,6 +130,9 @@ impl AuditAction {
         AuditAction::RetentionView,
         AuditAction::PolicyRefused,
         AuditAction::RetentionCompact,
+        AuditAction::ExportComplete,
+        AuditAction::ExportCancel,
+        AuditAction::ExportView,
     ];
 
     /// The stored name (the same as serde's).
@@ -159,6 +165,9 @@ impl AuditAction {
             AuditAction::RetentionView => "retention_view",
             AuditAction::PolicyRefused => "policy_refused",
             AuditAction::RetentionCompact => "retention_compact",
+            AuditAction::ExportComplete => "export_complete",
+            AuditAction::ExportCancel => "export_cancel",
+            AuditAction::ExportView => "export_view",
         }
     }
 }

@@ -19,12 +19,13 @@ use crate::search::Scope;
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Configuration, users, tokens, keys, policies, legal holds (over the
-    /// whole archive: holds answer with counts, never message data), and
-    /// the audit log.
+    /// whole archive: holds answer with counts, never message data), the
+    /// audit log, and exports of the whole archive (for an auditor or a
+    /// court; each one audited).
     Admin,
     /// Search, view and export message data within scope.
     ComplianceOfficer,
-    /// Legal holds within scope, plus search and view.
+    /// Legal holds within scope, plus search, view and export.
     Legal,
     /// The audit log, read-only.
     Auditor,
@@ -64,9 +65,10 @@ impl Role {
                 ManagePolicies,
                 ManageHolds,
                 ReadAudit,
+                ExportMessages,
             ],
             Role::ComplianceOfficer => &[SearchMessages, ViewMessages, ExportMessages],
-            Role::Legal => &[SearchMessages, ViewMessages, ManageHolds],
+            Role::Legal => &[SearchMessages, ViewMessages, ManageHolds, ExportMessages],
             Role::Auditor => &[ReadAudit],
             Role::Ingest => &[IngestEvents],
         }
@@ -78,10 +80,14 @@ impl Role {
 
     /// Whether the role reads message data (search, view, export), so that
     /// a grant of it means nothing without a scope.
+    /// An admin's grant carries no scope: it exports (and manages holds
+    /// over) the whole archive, and is not a message-reading role.
     pub fn reads_messages(self) -> bool {
-        self.capabilities()
-            .iter()
-            .any(|capability| capability.reads_messages())
+        self != Role::Admin
+            && self
+                .capabilities()
+                .iter()
+                .any(|capability| capability.reads_messages())
     }
 
     /// Whether a grant of this role reaches `capability` only within the
@@ -283,7 +289,10 @@ mod tests {
         assert!(Role::Admin.has(Capability::ReadAudit));
         assert_eq!(Role::Auditor.capabilities(), &[Capability::ReadAudit]);
         assert!(Role::Legal.has(Capability::ManageHolds));
-        assert!(!Role::Legal.has(Capability::ExportMessages));
+        assert!(Role::Legal.has(Capability::ExportMessages));
+        assert!(Role::Admin.has(Capability::ExportMessages));
+        assert!(!Role::Admin.scoped_for(Capability::ExportMessages));
+        assert!(!Role::Auditor.has(Capability::ExportMessages));
         assert!(Role::ComplianceOfficer.has(Capability::ExportMessages));
         assert!(!Role::ComplianceOfficer.has(Capability::ManageHolds));
         assert!(Role::Legal.reads_messages());
@@ -340,10 +349,11 @@ mod tests {
         assert!(search.allows("finance", "general"));
         assert!(search.allows("trading", "desk"));
         assert!(!search.allows("trading", "floor"));
-        // Export comes from the officer grant alone.
+        // Export comes from the officer and legal grants, each in its scope.
         let export = officer.scope_for(Capability::ExportMessages);
         assert!(export.allows("finance", "x"));
-        assert!(!export.allows("trading", "desk"));
+        assert!(export.allows("trading", "desk"));
+        assert!(!export.allows("trading", "floor"));
         // The auditor's `all` does not leak into message capabilities.
         assert_eq!(officer.scope_for(Capability::IngestEvents), Scope::Nothing);
         assert!(officer.can(Capability::ReadAudit));

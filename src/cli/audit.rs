@@ -178,6 +178,10 @@ impl CliAudit {
         &self.db
     }
 
+    pub(super) fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
     pub(super) fn actor(&self) -> &str {
         &self.actor
     }

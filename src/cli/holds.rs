@@ -107,7 +107,7 @@ pub struct CreateArgs {
     pub query: Option<String>,
 }
 
-fn parse_channel(text: &str) -> Result<ChannelRef, String> {
+pub(super) fn parse_channel(text: &str) -> Result<ChannelRef, String> {
     match text.split_once('/') {
         Some((team, channel)) if !team.trim().is_empty() && !channel.trim().is_empty() => {
             Ok(ChannelRef::new(team, channel))

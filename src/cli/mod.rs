@@ -6,6 +6,7 @@
 //! 2 any other error.
 
 mod audit;
+pub mod export;
 mod holds;
 mod import;
 mod retention;
@@ -153,6 +154,13 @@ pub enum Command {
     Hold {
         #[command(subcommand)]
         command: holds::HoldCommand,
+    },
+    /// Exports: create a package now (CSV, PDF transcript, JSONL, Actiance
+    /// XML, Global Relay EML, with a signed manifest), verify a package, run
+    /// a scheduled export, list and show exports. docs/exports.md.
+    Export {
+        #[command(subcommand)]
+        command: export::ExportCommand,
     },
 }
 
@@ -331,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { command } => tokens::run(&config, command).await,
         Command::Audit(args) => audit::run(&config, args).await,
         Command::Hold { command } => holds::run(&config, command).await,
+        Command::Export { command } => export::run(&config, command).await,
         Command::Stats { json } => stats(&config, json).await,
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
@@ -406,9 +415,36 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!(schedule = ?config.retention_schedule_text, "retention runs on a schedule (UTC)");
         Arc::clone(&retention).start_schedule(schedule, access.audit.clone())
     });
+    let signer = config
+        .export_signer()
+        .context("cannot set up the export signing key")?;
+    let exports = Arc::new(crate::export::service::ExportService::new(
+        crate::export::job::Exporter {
+            store: store.clone(),
+            index: Arc::clone(&index),
+            signer: Arc::new(signer),
+            exports_dir: config.exports_dir(),
+            template_dir: config.export.template_dir.clone(),
+        },
+        access.audit.clone(),
+        config.export_schedules.clone(),
+    ));
+    let interrupted = exports
+        .fail_interrupted()
+        .await
+        .context("cannot read the exports table")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            exports = interrupted,
+            "exports interrupted by the last stop were marked failed; start them again"
+        );
+    }
+    let mut export_tasks = exports.start_schedules();
+    export_tasks.push(exports.start_delivery_retries(std::time::Duration::from_secs(60)));
     let state = api::AppState::new(store.clone(), access, config.max_body_bytes)
         .with_index(index)
-        .with_retention(retention);
+        .with_retention(retention)
+        .with_exports(exports);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -425,6 +461,9 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     .context("server failed")?;
     if let Some(schedule) = schedule {
         schedule.abort();
+    }
+    for task in export_tasks {
+        task.abort();
     }
     follower.stop().await;
     store.close().await;

@@ -94,6 +94,7 @@ macro_rules! on_pool {
 
 pub mod audit; // after `on_pool!`, which it uses
 pub mod auth;
+pub mod exports;
 pub mod holds;
 pub mod retention;
 

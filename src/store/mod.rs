@@ -702,6 +702,33 @@ impl Store {
             .await?;
         let scanned = rows.last().map(|row| row.seq as u64);
         rows.retain(|row| row.shredded_run.is_none());
+        let events = self.read_adjacent(&rows).await?;
+        Ok((events, scanned))
+    }
+
+    /// Reads these live rows (as returned by the `db` walks of exports),
+    /// in the order given. Records are read in store order, each run of
+    /// adjacent records with one read; every record is checked as in
+    /// [`Store::events_from`]. A tombstone row is [`StoreError::Shredded`].
+    pub async fn read_event_rows(&self, rows: &[EventRow]) -> Result<Vec<StoredEvent>, StoreError> {
+        if let Some(row) = rows.iter().find(|row| row.shredded_run.is_some()) {
+            return Err(self.shredded(row).await);
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by_key(|&i| (rows[i].segment_no, rows[i].record_offset));
+        let sorted: Vec<EventRow> = order.iter().map(|&i| rows[i].clone()).collect();
+        let events = self.read_adjacent(&sorted).await?;
+        let mut placed: Vec<Option<StoredEvent>> = Vec::with_capacity(rows.len());
+        placed.resize_with(rows.len(), || None);
+        for (event, &i) in events.into_iter().zip(&order) {
+            placed[i] = Some(event);
+        }
+        Ok(placed.into_iter().flatten().collect())
+    }
+
+    /// Reads `rows` (live, in store order), each run of adjacent records of
+    /// one segment with one read.
+    async fn read_adjacent(&self, rows: &[EventRow]) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::with_capacity(rows.len());
         let mut start = 0;
         while start < rows.len() {
@@ -734,7 +761,7 @@ impl Store {
             }
             start = end;
         }
-        Ok((events, scanned))
+        Ok(events)
     }
 
     /// The sequence number of the newest acknowledged event (0 when empty).
