@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -21,10 +21,9 @@ use crate::audit::AuditAction;
 use crate::config::Config;
 use crate::export::job::{BatesRequest, ExportRequest, Exporter, Progress, Requester, Source};
 use crate::export::manifest::verify_package;
-use crate::export::service::ExportService;
+use crate::export::service::{ExportService, ServiceError};
 use crate::export::sign::{PUBLIC_KEY_FILE, TrustedKey};
 use crate::export::{ExportFormat, job};
-use crate::index::SearchIndex;
 use crate::retention::holds::HoldCriteria;
 use crate::search::{ChannelRef, Scope};
 use crate::store::Store;
@@ -202,7 +201,8 @@ fn flag_of(field: &str) -> String {
 
 async fn service(config: &Config, trail: &CliAudit) -> anyhow::Result<(Arc<ExportService>, Store)> {
     let store = Store::open_read_only(&config.store_options()).await?;
-    let index = Arc::new(SearchIndex::open_or_create(&config.data_dir.join("index"))?);
+    // Query and hold exports need the index up to the store.
+    let index = super::search::open_current(&store, config).await?;
     let signer = config.export_signer()?;
     let exporter = Exporter {
         store: store.clone(),
@@ -237,31 +237,46 @@ pub async fn run(config: &Config, command: ExportCommand) -> anyhow::Result<Exit
             }
             let trail = CliAudit::open(config).await?;
             let (service, store) = service(config, &trail).await?;
-            trail
-                .record_ok(
-                    AuditAction::ExportCreate,
-                    json!({"request": request, "scope": "all"}),
-                )
-                .await?;
-            let progress = Arc::new(Progress::default());
-            let ticker = spawn_ticker(Arc::clone(&progress));
             let requester = Requester {
                 name: trail.actor().to_owned(),
                 scope: Scope::All,
             };
-            let result = service.run_now(request, requester, progress).await;
+            let params = json!({"request": request, "scope": "all"});
+            let export_id = match service.prepare(&request, &requester).await {
+                Ok(export_id) => export_id,
+                Err(error) => {
+                    store.close().await;
+                    let refused = matches!(
+                        &error,
+                        ServiceError::Build(job::BuildError::Invalid(_) | job::BuildError::Hold(_))
+                    );
+                    let message = match &error {
+                        ServiceError::Build(job::BuildError::Invalid(invalid)) => {
+                            format!("{}: {}", flag_of(&invalid.field), invalid.message)
+                        }
+                        other => other.to_string(),
+                    };
+                    let error = trail
+                        .record_failure(AuditAction::ExportCreate, params, anyhow::anyhow!(message))
+                        .await;
+                    if refused {
+                        eprintln!("error: {error:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                    return Err(error);
+                }
+            };
+            let mut params = params;
+            params["export_id"] = json!(export_id);
+            trail.record_ok(AuditAction::ExportCreate, params).await?;
+            let progress = Arc::new(Progress::default());
+            let ticker = spawn_ticker(Arc::clone(&progress));
+            let result = service
+                .run_prepared(export_id, request, requester, progress)
+                .await;
             ticker.abort();
             store.close().await;
-            let (export_id, built) = match result {
-                Ok(done) => done,
-                Err(crate::export::service::ServiceError::Build(job::BuildError::Invalid(
-                    error,
-                ))) => {
-                    eprintln!("error: {}: {}", flag_of(&error.field), error.message);
-                    return Ok(ExitCode::from(2));
-                }
-                Err(error) => bail!("export failed: {error}"),
-            };
+            let built = result.map_err(|error| anyhow::anyhow!("export failed: {error}"))?;
             let mut location = built.package_dir.clone();
             if let Some(out) = &args.out {
                 let package = built.package_dir.clone();

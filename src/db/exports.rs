@@ -215,23 +215,29 @@ impl Db {
         })
     }
 
-    /// The post ids of these seqs (live events with a post).
-    pub async fn post_ids_of_seqs(&self, seqs: &[i64]) -> Result<Vec<String>, DbError> {
+    /// The (team, channel, post id) of these seqs (live events with a post).
+    pub async fn post_ids_of_seqs(
+        &self,
+        seqs: &[i64],
+    ) -> Result<Vec<(String, String, String)>, DbError> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
         let marks: Vec<String> = (1..=seqs.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT DISTINCT post_id FROM events WHERE post_id IS NOT NULL \
+            "SELECT DISTINCT team, channel, post_id FROM events WHERE post_id IS NOT NULL \
              AND shredded_run IS NULL AND seq IN ({})",
             marks.join(", ")
         );
         on_pool!(self, |pool| {
-            let mut query = sqlx::query_scalar(&sql);
+            let mut query = sqlx::query(&sql);
             for seq in seqs {
                 query = query.bind(*seq);
             }
-            Ok(query.fetch_all(pool).await?)
+            let rows = query.fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .collect()
         })
     }
 

@@ -79,8 +79,19 @@ pub fn deliver_to_dir(package_dir: &Path, target_dir: &Path) -> Result<PathBuf, 
         .ok_or_else(|| "the package has no name".to_owned())?;
     let final_path = target_dir.join(name);
     if final_path.exists() {
-        // Delivered before (a retry after the rename): nothing to do.
-        return Ok(final_path);
+        // Delivered before (a retry after the rename) only if it is this
+        // very package: another installation's, or one made before a
+        // restore, may carry the same name.
+        let ours = std::fs::read(package_dir.join(super::manifest::MANIFEST_FILE))
+            .map_err(|error| format!("{}: {error}", package_dir.display()))?;
+        let theirs = std::fs::read(final_path.join(super::manifest::MANIFEST_FILE));
+        return match theirs {
+            Ok(theirs) if theirs == ours => Ok(final_path),
+            _ => Err(format!(
+                "{} exists and is not this package (another installation's, or one made before a restore?); move it away and the delivery will be retried",
+                final_path.display()
+            )),
+        };
     }
     let temp = target_dir.join(format!(".{}.partial", name.to_string_lossy()));
     let _ = std::fs::remove_dir_all(&temp);
@@ -240,12 +251,10 @@ pub async fn deliver(
                 let wait = if quick_backoff {
                     Duration::from_millis(50 << round.min(6))
                 } else {
-                    backoff(round)
+                    backoff(row.attempts.saturating_sub(1).clamp(0, 32) as u32)
                 };
-                row.next_attempt_at_ms = Some(
-                    chrono::Utc::now().timestamp_millis()
-                        + backoff(row.attempts as u32).as_millis() as i64,
-                );
+                row.next_attempt_at_ms =
+                    Some(chrono::Utc::now().timestamp_millis() + wait.as_millis() as i64);
                 db.record_delivery(&row).await?;
                 if round + 1 < target.max_attempts() {
                     tokio::time::sleep(wait).await;

@@ -279,7 +279,8 @@ enum Include {
     All,
     Matched {
         seqs: HashSet<u64>,
-        posts: HashSet<String>,
+        /// (team, channel, post): post ids repeat across channels.
+        posts: HashSet<(String, String, String)>,
     },
     Held(HoldMatcher),
 }
@@ -326,10 +327,9 @@ impl Selection {
                 .into_iter()
                 .filter(|row| {
                     seqs.contains(&(row.seq as u64))
-                        || row
-                            .post_id
-                            .as_ref()
-                            .is_some_and(|post| posts.contains(post))
+                        || row.post_id.as_ref().is_some_and(|post| {
+                            posts.contains(&(row.team.clone(), row.channel.clone(), post.clone()))
+                        })
                 })
                 .collect(),
             Include::Held(matcher) => {

@@ -220,6 +220,9 @@ impl PackageCheck {
 /// the manifest's and the signature's bytes.
 struct Contents {
     files: BTreeMap<String, (u64, String)>,
+    /// Names found more than once (in a zip): which copy a reader takes
+    /// depends on the tool, so such a package is never intact.
+    duplicates: Vec<String>,
     manifest: Option<Vec<u8>>,
     signature: Option<Vec<u8>>,
 }
@@ -227,6 +230,7 @@ struct Contents {
 fn read_dir_contents(dir: &Path) -> Result<Contents, ExportError> {
     let mut contents = Contents {
         files: BTreeMap::new(),
+        duplicates: Vec::new(),
         manifest: None,
         signature: None,
     };
@@ -268,12 +272,28 @@ fn read_zip_contents(path: &Path) -> Result<Contents, ExportError> {
         format: "zip",
         message: format!("{}: {message}", path.display()),
     };
+    let listed = central_directory_names(path).map_err(|error| ExportError::io(path, error))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|error| bad(error.to_string()))?;
     let mut contents = Contents {
         files: BTreeMap::new(),
+        duplicates: Vec::new(),
         manifest: None,
         signature: None,
     };
+    // The reader keeps one entry per name: a name the central directory
+    // lists twice is a package whose content depends on the unzip tool.
+    if let Some(listed) = listed {
+        let mut seen = std::collections::BTreeSet::new();
+        for full in listed {
+            let name = full
+                .split_once('/')
+                .map_or(full.as_str(), |(_, rest)| rest)
+                .to_owned();
+            if !seen.insert(name.clone()) && !contents.duplicates.contains(&name) {
+                contents.duplicates.push(name);
+            }
+        }
+    }
     // Packages are zipped under one top directory (`exp-000042/`).
     for i in 0..archive.len() {
         let mut entry = archive
@@ -308,6 +328,55 @@ fn read_zip_contents(path: &Path) -> Result<Contents, ExportError> {
     Ok(contents)
 }
 
+/// The entry names of the zip's central directory, in order (`None` when
+/// the end-of-central-directory record is missing or points to Zip64).
+/// The zip reader keeps one entry per name, so duplicates are looked for
+/// here, in the directory itself.
+fn central_directory_names(path: &Path) -> std::io::Result<Option<Vec<String>>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    // The record is 22 bytes plus a comment of at most 65535.
+    let tail = length.min(22 + 65_535);
+    file.seek(SeekFrom::Start(length - tail))?;
+    let mut bytes = Vec::with_capacity(tail as usize);
+    file.read_to_end(&mut bytes)?;
+    let Some(at) = bytes
+        .windows(4)
+        .rposition(|window| window == [0x50, 0x4b, 0x05, 0x06])
+    else {
+        return Ok(None);
+    };
+    let Some(record) = bytes.get(at..at + 22) else {
+        return Ok(None);
+    };
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (entries, size, offset) = (u16_at(record, 10), u32_at(record, 12), u32_at(record, 16));
+    if entries == u16::MAX || size == u32::MAX || offset == u32::MAX {
+        return Ok(None);
+    }
+    if u64::from(offset) + u64::from(size) > length {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(u64::from(offset)))?;
+    let mut directory = vec![0u8; size as usize];
+    file.read_exact(&mut directory)?;
+    let mut names = Vec::with_capacity(usize::from(entries));
+    let mut i = 0usize;
+    while i + 46 <= directory.len() && directory[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] {
+        let name_len = usize::from(u16_at(&directory, i + 28));
+        let extra_len = usize::from(u16_at(&directory, i + 30));
+        let comment_len = usize::from(u16_at(&directory, i + 32));
+        let Some(name) = directory.get(i + 46..i + 46 + name_len) else {
+            break;
+        };
+        names.push(String::from_utf8_lossy(name).into_owned());
+        i += 46 + name_len + extra_len + comment_len;
+    }
+    Ok(Some(names))
+}
+
 /// Checks the package at `path` (a directory, or a `.zip` download):
 /// signature, then every file against the manifest. With `key` `None`, the
 /// signature is checked with the public key written in the manifest, which
@@ -320,6 +389,11 @@ pub fn verify_package(path: &Path, key: Option<TrustedKey>) -> Result<PackageChe
         read_zip_contents(path)?
     };
     let mut check = PackageCheck::default();
+    for name in &contents.duplicates {
+        check.problems.push(format!(
+            "{name} appears more than once in the zip: readers may take either copy"
+        ));
+    }
     let Some(manifest_bytes) = contents.manifest else {
         check.problems.push(format!("{MANIFEST_FILE} is missing"));
         return Ok(check);

@@ -92,8 +92,19 @@ impl ExportService {
         &self.schedules
     }
 
-    /// Marks exports a stopped process left running as failed (at start).
+    /// Marks exports a stopped process left running as failed, and removes
+    /// their partial packages (at start).
     pub async fn fail_interrupted(&self) -> Result<u64, crate::db::DbError> {
+        if let Ok(mut entries) = tokio::fs::read_dir(&self.exporter.exports_dir).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".partial-exp-")
+                    && let Err(error) = tokio::fs::remove_dir_all(entry.path()).await
+                {
+                    tracing::warn!(path = %entry.path().display(), %error, "cannot remove a partial export package");
+                }
+            }
+        }
         self.exporter
             .store
             .db()
@@ -133,15 +144,25 @@ impl ExportService {
         Ok(export_id)
     }
 
-    /// Builds an export now and waits for it (the command line).
-    pub async fn run_now(
+    /// Checks a request and records the export it starts (status
+    /// `running`); its id. Then [`ExportService::run_prepared`] builds it.
+    pub async fn prepare(
         &self,
+        request: &ExportRequest,
+        requester: &Requester,
+    ) -> Result<i64, ServiceError> {
+        job::check_request(&self.exporter, request, requester).await?;
+        Ok(self.insert(request, requester, None, None).await?)
+    }
+
+    /// Builds a prepared export now and waits for it (the command line).
+    pub async fn run_prepared(
+        &self,
+        export_id: i64,
         request: ExportRequest,
         requester: Requester,
         progress: Arc<Progress>,
-    ) -> Result<(i64, Built), ServiceError> {
-        job::check_request(&self.exporter, &request, &requester).await?;
-        let export_id = self.insert(&request, &requester, None, None).await?;
+    ) -> Result<Built, ServiceError> {
         self.track(export_id, &progress);
         let result = job::build(
             &self.exporter,
@@ -156,7 +177,21 @@ impl ExportService {
         self.finish(export_id, &requester, None, None, &result)
             .await;
         self.untrack(export_id);
-        Ok((export_id, result?))
+        Ok(result?)
+    }
+
+    /// Checks, records and builds an export now, and waits for it.
+    pub async fn run_now(
+        &self,
+        request: ExportRequest,
+        requester: Requester,
+        progress: Arc<Progress>,
+    ) -> Result<(i64, Built), ServiceError> {
+        let export_id = self.prepare(&request, &requester).await?;
+        let built = self
+            .run_prepared(export_id, request, requester, progress)
+            .await?;
+        Ok((export_id, built))
     }
 
     async fn insert(
@@ -513,6 +548,11 @@ impl ExportService {
                 .find(|s| &s.name == schedule)
                 .and_then(|s| s.deliver.iter().find(|t| t.label() == row.target))
             else {
+                tracing::warn!(
+                    export_id = row.export_id,
+                    target = %row.target,
+                    "a pending export delivery's schedule or target is no longer configured; it stays pending (deliver it by hand)"
+                );
                 continue;
             };
             let target: Target = target.clone();
