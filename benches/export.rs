@@ -9,7 +9,10 @@
 //!    batches of 10,000), timed but not the subject;
 //! 2. **store read** (the baseline of the end-to-end figures): every event
 //!    read and decrypted with `Store::events_from`, 5,000 at a time, in seq
-//!    order;
+//!    order; and again in the order an export reads them (channel by
+//!    channel, pages of 2,000 rows from `Db::export_channel_page`, each read
+//!    with `Store::read_event_rows`), counting the reads of adjacent records
+//!    that makes;
 //! 3. **end to end**: `ExportService::run_now` on the store opened read-only
 //!    (what `holdfast export create` does) with a time range selecting every
 //!    event, scope all, once with `csv` alone and once with `pdf` alone:
@@ -49,6 +52,8 @@ use std::time::{Duration, Instant};
 
 use common::{dir_bytes, env_number, log, thousands};
 use holdfast::audit::{AuditKey, AuditLog};
+use holdfast::db::EventRow;
+use holdfast::db::exports::ExportFilter;
 use holdfast::event::Event;
 use holdfast::export::job::{ExportRequest, Exporter, Progress, Requester, Source};
 use holdfast::export::service::ExportService;
@@ -66,6 +71,8 @@ const SEED: u64 = 42;
 const GENERATOR_BATCH: usize = 1_000;
 const STORE_BATCH: usize = 10_000;
 const READ_PAGE: usize = 5_000;
+/// Rows per page of a channel walk (`PAGE_ROWS` of `src/export/job.rs`).
+const EXPORT_PAGE_ROWS: i64 = 2_000;
 /// The targets.
 const TARGET_CSV_ROWS_PER_S: f64 = 500_000.0;
 const TARGET_PDF_PAGES_PER_S: f64 = 500.0;
@@ -82,13 +89,15 @@ const WORK_DIR_VAR: &str = "HOLDFAST_BENCH_EXPORT_WORK_DIR";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     StoreRead,
+    ChannelRead,
     EndToEnd(ExportFormat),
     Writer(ExportFormat),
 }
 
 impl Step {
-    const ALL: [Step; 8] = [
+    const ALL: [Step; 9] = [
         Step::StoreRead,
+        Step::ChannelRead,
         Step::EndToEnd(ExportFormat::Csv),
         Step::EndToEnd(ExportFormat::Pdf),
         Step::Writer(ExportFormat::Csv),
@@ -101,6 +110,7 @@ impl Step {
     fn name(self) -> String {
         match self {
             Step::StoreRead => "store-read".to_owned(),
+            Step::ChannelRead => "channel-read".to_owned(),
             Step::EndToEnd(format) => format!("end-to-end-{format}"),
             Step::Writer(format) => format!("writer-{format}"),
         }
@@ -115,7 +125,7 @@ impl Step {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Measured {
     events: u64,
-    /// CSV: data rows; PDF: pages.
+    /// CSV: data rows; PDF: pages; channel read: runs of adjacent records.
     units: Option<u64>,
     /// Writers: creating the writer; end to end: 0.
     create_s: f64,
@@ -417,6 +427,7 @@ async fn run_step(step: Step, work_dir: &Path) -> Measured {
         .unwrap();
     let measured = match step {
         Step::StoreRead => store_read(&store).await,
+        Step::ChannelRead => channel_read(&store).await,
         Step::EndToEnd(format) => end_to_end(&store, work_dir, format).await,
         Step::Writer(format) => {
             let events = load_events(&store).await;
@@ -454,6 +465,79 @@ async fn store_read(store: &Store) -> Measured {
         peak_mib: peak_mib(),
         ..Measured::default()
     }
+}
+
+/// Every event read and decrypted in the order an export reads them:
+/// channel by channel, pages of 2,000 rows in (`at`, `seq`) order
+/// (`Db::export_channel_page`), each page by `Store::read_event_rows`, as
+/// `src/export/job.rs` does; no writer.
+async fn channel_read(store: &Store) -> Measured {
+    log("store read in export order: export_channel_page + read_event_rows");
+    let filter = ExportFilter {
+        from_us: i64::MIN,
+        to_us: i64::MAX,
+        seq_after: 0,
+        seq_upto: i64::MAX,
+        teams: None,
+    };
+    let base_mib = start_memory();
+    let started = Instant::now();
+    let channels = store.db().export_channel_counts(&filter).await.unwrap();
+    let mut read = 0u64;
+    let mut runs = 0u64;
+    for (team, channel, _) in &channels {
+        let mut after = None;
+        loop {
+            let rows = store
+                .db()
+                .export_channel_page(team, channel, &filter, after, EXPORT_PAGE_ROWS)
+                .await
+                .unwrap();
+            let Some(last) = rows.last() else { break };
+            after = Some((last.at_us, last.seq));
+            runs += adjacent_runs(&rows);
+            read += store.read_event_rows(&rows).await.unwrap().len() as u64;
+            if (rows.len() as i64) < EXPORT_PAGE_ROWS {
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    log(&format!(
+        "  {} events in {:.2} s: {} events/s; {} reads of adjacent records",
+        thousands(read),
+        elapsed.as_secs_f64(),
+        per_s(read, elapsed),
+        thousands(runs)
+    ));
+    Measured {
+        events: read,
+        units: Some(runs),
+        write_s: elapsed.as_secs_f64(),
+        base_mib,
+        peak_mib: peak_mib(),
+        channels: channels.len(),
+        ..Measured::default()
+    }
+}
+
+/// The runs of adjacent records in `rows` (one read each in
+/// `Store::read_event_rows`, which reads in (segment, offset) order).
+fn adjacent_runs(rows: &[EventRow]) -> u64 {
+    let mut places: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|row| (row.segment_no, row.record_offset, row.record_len))
+        .collect();
+    places.sort_unstable();
+    let mut runs = 0;
+    let mut end = None;
+    for (segment, offset, len) in places {
+        if end != Some((segment, offset)) {
+            runs += 1;
+        }
+        end = Some((segment, offset + len));
+    }
+    runs
 }
 
 /// One export of every event in `format`, by `ExportService::run_now`.
@@ -808,6 +892,18 @@ impl Report<'_> {
                 read.growth_mib()
             );
         }
+        let channel_read = self.get(Step::ChannelRead);
+        if let Some(read) = channel_read {
+            println!(
+                "| baseline: export order (`export_channel_page` + `read_event_rows`, no writer; {} reads of adjacent records) | {} | {:.2} | {} | | | | {:.0} ({:.0}) | |",
+                read.units.map_or("-".to_owned(), thousands),
+                thousands(read.events),
+                read.write_s,
+                per_s(read.events, read.elapsed()),
+                read.peak_mib,
+                read.growth_mib()
+            );
+        }
         for (step, run) in self.results {
             let Step::EndToEnd(format) = *step else {
                 continue;
@@ -833,6 +929,13 @@ impl Report<'_> {
         let csv_e2e = self.get(Step::EndToEnd(ExportFormat::Csv));
         let pdf_e2e = self.get(Step::EndToEnd(ExportFormat::Pdf));
         let read_rate = read.map(|read| rate(read.events, read.elapsed()));
+        let channel_read_rate = channel_read.map(|read| rate(read.events, read.elapsed()));
+        if let (Some(read_rate), Some(channel_read_rate)) = (read_rate, channel_read_rate) {
+            println!(
+                "- store read in export order / in seq order (events/s): {}",
+                ratio(channel_read_rate, read_rate)
+            );
+        }
         if let (Some(run), Some(baseline)) = (csv_writer, baseline) {
             let ours = rate(run.events, run.elapsed());
             let floor = rate(baseline.rows, baseline.elapsed());
@@ -854,8 +957,9 @@ impl Report<'_> {
         if let Some(run) = csv_e2e {
             let ours = rate(run.events, run.elapsed());
             println!(
-                "- CSV end to end / store read (events/s): {}; CSV end to end / CSV writer: {}; its events.csv identical to the writer's: {}",
+                "- CSV end to end / store read (events/s): {}; / store read in export order: {}; / CSV writer: {}; its events.csv identical to the writer's: {}",
                 read_rate.map_or("-".to_owned(), |read_rate| ratio(ours, read_rate)),
+                channel_read_rate.map_or("-".to_owned(), |rate| ratio(ours, rate)),
                 csv_writer.map_or("-".to_owned(), |writer| ratio(
                     ours,
                     rate(writer.events, writer.elapsed())
