@@ -729,10 +729,10 @@ impl Store {
     /// Reads `rows` (live, in store order), each run of adjacent records of
     /// one segment with one read.
     async fn read_adjacent(&self, rows: &[EventRow]) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut events = Vec::with_capacity(rows.len());
+        // Runs: adjacent records of one segment, at most a few MiB each.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         let mut start = 0;
         while start < rows.len() {
-            // A run: adjacent records of one segment, at most a few MiB.
             let mut end = start + 1;
             let mut run_bytes = rows[start].record_len;
             while end < rows.len()
@@ -743,23 +743,53 @@ impl Store {
                 run_bytes += rows[end].record_len;
                 end += 1;
             }
-            let run = &rows[start..end];
-            let first = &run[0];
-            let unreadable = |what: String| unreadable(first, what);
-            let path = segment::segment_path(&self.shared.segments_dir, first.segment_no as u64);
-            let offset = first.record_offset as u64;
-            let lens: Vec<u64> = run.iter().map(|row| row.record_len as u64).collect();
-            let records = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|error| error.to_string())?;
-                segment::read_records_at(&file, offset, &lens)
+            runs.push((start, end));
+            start = end;
+        }
+        // Every run with one blocking call, each segment file opened once:
+        // a page of scattered records (an export walking one channel) costs
+        // one hand-off to the blocking pool, not one per record.
+        let plan: Vec<(u64, u64, Vec<u64>)> = runs
+            .iter()
+            .map(|&(start, end)| {
+                (
+                    rows[start].segment_no as u64,
+                    rows[start].record_offset as u64,
+                    rows[start..end]
+                        .iter()
+                        .map(|row| row.record_len as u64)
+                        .collect(),
+                )
             })
-            .await
-            .map_err(|error| unreadable(error.to_string()))?
-            .map_err(unreadable)?;
-            for (row, record) in run.iter().zip(records) {
+            .collect();
+        let segments_dir = self.shared.segments_dir.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut files: HashMap<u64, std::fs::File> = HashMap::new();
+            let mut out = Vec::with_capacity(plan.len());
+            for (i, (segment_no, offset, lens)) in plan.iter().enumerate() {
+                let file = match files.entry(*segment_no) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        let path = segment::segment_path(&segments_dir, *segment_no);
+                        let file =
+                            std::fs::File::open(&path).map_err(|error| (i, error.to_string()))?;
+                        entry.insert(file)
+                    }
+                };
+                out.push(
+                    segment::read_records_at(file, *offset, lens).map_err(|error| (i, error))?,
+                );
+            }
+            Ok::<_, (usize, String)>(out)
+        })
+        .await
+        .map_err(|error| unreadable(&rows[0], error.to_string()))?
+        .map_err(|(i, what)| unreadable(&rows[runs[i].0], what))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for (&(start, end), records) in runs.iter().zip(read) {
+            for (row, record) in rows[start..end].iter().zip(records) {
                 events.push(self.shared.open_record(row, &record).await?);
             }
-            start = end;
         }
         Ok(events)
     }
