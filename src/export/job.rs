@@ -494,11 +494,10 @@ async fn channels_of(
             count as u64
         } else {
             let mut n = 0u64;
-            walk_rows(exporter, selection, &team, &channel, progress, |rows| {
+            let mut pages = ChannelPages::new(exporter, selection, progress, &team, &channel);
+            while let Some(rows) = pages.next().await? {
                 n += rows.len() as u64;
-                Ok(())
-            })
-            .await?;
+            }
             n
         };
         if events > 0 {
@@ -512,38 +511,66 @@ async fn channels_of(
     Ok(channels)
 }
 
-/// Walks one channel's selected rows page by page.
-async fn walk_rows(
-    exporter: &Exporter,
-    selection: &Selection,
-    team: &str,
-    channel: &str,
-    progress: &Progress,
-    mut each: impl FnMut(Vec<EventRow>) -> Result<(), BuildError>,
-) -> Result<(), BuildError> {
-    let filter = selection.filter();
-    let mut after = None;
-    loop {
-        if progress.is_cancelled() {
-            return Err(BuildError::Cancelled);
-        }
-        let rows = exporter
-            .store
-            .db()
-            .export_channel_page(team, channel, &filter, after, PAGE_ROWS)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = Some((last.at_us, last.seq));
-        let full = rows.len() as i64 == PAGE_ROWS;
-        let kept = selection.keep(exporter, rows).await?;
-        if !kept.is_empty() {
-            each(kept)?;
-        }
-        if !full {
-            break;
+/// One channel's selected rows, a page at a time, in (`at`, `seq`) order.
+struct ChannelPages<'a> {
+    exporter: &'a Exporter,
+    selection: &'a Selection,
+    progress: &'a Progress,
+    team: &'a str,
+    channel: &'a str,
+    after: Option<(i64, i64)>,
+    done: bool,
+}
+
+impl<'a> ChannelPages<'a> {
+    fn new(
+        exporter: &'a Exporter,
+        selection: &'a Selection,
+        progress: &'a Progress,
+        team: &'a str,
+        channel: &'a str,
+    ) -> ChannelPages<'a> {
+        ChannelPages {
+            exporter,
+            selection,
+            progress,
+            team,
+            channel,
+            after: None,
+            done: false,
         }
     }
-    Ok(())
+
+    /// The next non-empty page of selected rows; `None` at the end.
+    /// Stops with [`BuildError::Cancelled`] once the export is cancelled.
+    async fn next(&mut self) -> Result<Option<Vec<EventRow>>, BuildError> {
+        while !self.done {
+            if self.progress.is_cancelled() {
+                return Err(BuildError::Cancelled);
+            }
+            let rows = self
+                .exporter
+                .store
+                .db()
+                .export_channel_page(
+                    self.team,
+                    self.channel,
+                    &self.selection.filter(),
+                    self.after,
+                    PAGE_ROWS,
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            self.after = Some((last.at_us, last.seq));
+            self.done = (rows.len() as i64) < PAGE_ROWS;
+            let kept = self.selection.keep(self.exporter, rows).await?;
+            if !kept.is_empty() {
+                return Ok(Some(kept));
+            }
+        }
+        self.done = true;
+        Ok(None)
+    }
 }
 
 /// What the writer thread is told.
@@ -724,43 +751,31 @@ async fn feed_writers(
             .send(Feed::Begin(channel.clone()))
             .await
             .map_err(|_| closed())?;
-        let filter = selection.filter();
-        let mut after = None;
+        let mut pages = ChannelPages::new(
+            exporter,
+            selection,
+            progress,
+            &channel.team,
+            &channel.channel,
+        );
         let mut written = 0u64;
-        loop {
-            if progress.is_cancelled() {
-                return Err(BuildError::Cancelled);
-            }
-            let rows = exporter
-                .store
-                .db()
-                .export_channel_page(&channel.team, &channel.channel, &filter, after, PAGE_ROWS)
-                .await?;
-            let Some(last) = rows.last() else { break };
-            after = Some((last.at_us, last.seq));
-            let full = rows.len() as i64 == PAGE_ROWS;
-            let kept = selection.keep(exporter, rows).await?;
-            if !kept.is_empty() {
-                let events = exporter.store.read_event_rows(&kept).await?;
-                let page: Vec<ExportEvent> = events
-                    .into_iter()
-                    .map(|stored| ExportEvent {
-                        seq: stored.seq,
-                        event: stored.event,
-                    })
-                    .collect();
-                written += page.len() as u64;
-                progress
-                    .exported
-                    .fetch_add(page.len() as u64, Ordering::SeqCst);
-                sender
-                    .send(Feed::Events(page))
-                    .await
-                    .map_err(|_| closed())?;
-            }
-            if !full {
-                break;
-            }
+        while let Some(kept) = pages.next().await? {
+            let events = exporter.store.read_event_rows(&kept).await?;
+            let page: Vec<ExportEvent> = events
+                .into_iter()
+                .map(|stored| ExportEvent {
+                    seq: stored.seq,
+                    event: stored.event,
+                })
+                .collect();
+            written += page.len() as u64;
+            progress
+                .exported
+                .fetch_add(page.len() as u64, Ordering::SeqCst);
+            sender
+                .send(Feed::Events(page))
+                .await
+                .map_err(|_| closed())?;
         }
         if written != channel.events {
             // Retention deleted events between counting and reading: the
