@@ -36,8 +36,7 @@ use holdfast::db::Backend;
 use holdfast::event::Event;
 use holdfast::export::delivery::zip_package;
 use holdfast::export::job::{
-    BatesRequest, BuildError, Built, ExportRequest, Exporter, Progress, Requester, Source,
-    export_name,
+    BuildError, Built, ExportRequest, Exporter, Progress, Requester, Source, export_name,
 };
 use holdfast::export::manifest::{
     MANIFEST_FILE, Manifest, PackageCheck, SIGNATURE_FILE, SeqRange, verify_package,
@@ -45,7 +44,7 @@ use holdfast::export::manifest::{
 use holdfast::export::schedule::{ExportConfig, Schedule};
 use holdfast::export::service::{ExportService, ScheduleOutcome, ServiceError};
 use holdfast::export::sign::{PUBLIC_KEY_FILE, Signer, TrustedKey};
-use holdfast::export::{ChannelInfo, ExportFormat};
+use holdfast::export::{Bates, ChannelInfo, ExportFormat};
 use holdfast::index::{self, SearchIndex};
 use holdfast::retention::holds::{self, HoldCriteria, HoldError, NewHold};
 use holdfast::search::{ChannelRef, Scope};
@@ -419,7 +418,7 @@ async fn a_criteria_export_holds_the_corpus_in_every_format(backend: Backend) {
         criteria.to = Some("2026-03-02".to_owned());
     });
     request.matter = "Müller v. Enron (Case 4711)".to_owned();
-    request.bates = Some(BatesRequest {
+    request.bates = Some(Bates {
         prefix: "HF".to_owned(),
         start: 7,
         digits: 6,

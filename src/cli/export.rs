@@ -19,7 +19,8 @@ use serde_json::json;
 use super::audit::CliAudit;
 use crate::audit::AuditAction;
 use crate::config::Config;
-use crate::export::job::{BatesRequest, ExportRequest, Exporter, Progress, Requester, Source};
+use crate::export::Bates;
+use crate::export::job::{ExportRequest, Exporter, Progress, Requester, Source};
 use crate::export::manifest::verify_package;
 use crate::export::service::{ExportService, ServiceError};
 use crate::export::sign::{PUBLIC_KEY_FILE, TrustedKey};
@@ -176,7 +177,7 @@ impl CreateArgs {
             source,
             formats: self.formats.clone(),
             matter: self.matter.clone(),
-            bates: self.bates_prefix.as_ref().map(|prefix| BatesRequest {
+            bates: self.bates_prefix.as_ref().map(|prefix| Bates {
                 prefix: prefix.clone(),
                 start: self.bates_start,
                 digits: self.bates_digits,

@@ -9,7 +9,7 @@
 //! into place only when its manifest is signed, so a reader never sees a
 //! half package. Never changes the archive.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,25 +68,7 @@ pub struct ExportRequest {
     pub matter: String,
     /// Bates numbering of the PDF transcript.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bates: Option<BatesRequest>,
-}
-
-/// Bates numbering as asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatesRequest {
-    pub prefix: String,
-    #[serde(default = "one")]
-    pub start: u64,
-    #[serde(default = "six")]
-    pub digits: u8,
-}
-
-fn one() -> u64 {
-    1
-}
-fn six() -> u8 {
-    6
+    pub bates: Option<Bates>,
 }
 
 /// A request that cannot be exported as given; names the field.
@@ -279,8 +261,10 @@ enum Include {
     All,
     Matched {
         seqs: HashSet<u64>,
-        /// (team, channel, post): post ids repeat across channels.
-        posts: HashSet<(String, String, String)>,
+        /// Posts of the hits by team, then channel: post ids repeat
+        /// across channels. Nested so that a row is looked up by
+        /// borrowed strings, without allocating.
+        posts: HashMap<String, HashMap<String, HashSet<String>>>,
     },
     Held(HoldMatcher),
 }
@@ -328,7 +312,10 @@ impl Selection {
                 .filter(|row| {
                     seqs.contains(&(row.seq as u64))
                         || row.post_id.as_ref().is_some_and(|post| {
-                            posts.contains(&(row.team.clone(), row.channel.clone(), post.clone()))
+                            posts
+                                .get(&row.team)
+                                .and_then(|channels| channels.get(&row.channel))
+                                .is_some_and(|posts| posts.contains(post))
                         })
                 })
                 .collect(),
@@ -407,10 +394,17 @@ async fn resolve(
                     .await
                     .map_err(|error| BuildError::Task(error.to_string()))??;
             seqs.sort_unstable();
-            let mut posts = HashSet::new();
+            let mut posts: HashMap<String, HashMap<String, HashSet<String>>> = HashMap::new();
             for chunk in seqs.chunks(POSTS_CHUNK) {
                 let chunk: Vec<i64> = chunk.iter().map(|&seq| seq as i64).collect();
-                posts.extend(exporter.store.db().post_ids_of_seqs(&chunk).await?);
+                for (team, channel, post) in exporter.store.db().post_ids_of_seqs(&chunk).await? {
+                    posts
+                        .entry(team)
+                        .or_default()
+                        .entry(channel)
+                        .or_default()
+                        .insert(post);
+                }
             }
             selection.include = Include::Matched {
                 seqs: seqs.into_iter().collect(),
@@ -644,11 +638,7 @@ async fn build_in(
         created_at_us,
         channels: channels.clone(),
         total_events: total,
-        bates: request.bates.as_ref().map(|b| Bates {
-            prefix: b.prefix.clone(),
-            start: b.start,
-            digits: b.digits,
-        }),
+        bates: request.bates.clone(),
         template_dir: exporter.template_dir.clone(),
     };
 

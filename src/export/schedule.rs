@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::search::ChannelRef;
 
+use super::Bates;
 use super::ExportFormat;
-use super::job::BatesRequest;
 
 /// `[export]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -52,7 +52,7 @@ pub struct ScheduleConfig {
     #[serde(default)]
     pub matter: String,
     #[serde(default)]
-    pub bates: Option<BatesRequest>,
+    pub bates: Option<Bates>,
     /// Where each package is delivered, besides the export directory.
     #[serde(default)]
     pub deliver: Vec<TargetConfig>,
@@ -86,7 +86,7 @@ pub struct Schedule {
     pub teams: Vec<String>,
     pub channels: Vec<ChannelRef>,
     pub matter: String,
-    pub bates: Option<BatesRequest>,
+    pub bates: Option<Bates>,
     pub deliver: Vec<Target>,
 }
 

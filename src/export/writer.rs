@@ -39,11 +39,23 @@ pub struct ChannelInfo {
 
 /// Bates numbering of PDF pages: `prefix` followed by a running number of
 /// `digits` digits, starting at `start`, on every page of every volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// As asked for (API, CLI, schedules): `start` defaults to 1, `digits` to 6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bates {
     pub prefix: String,
+    #[serde(default = "first_bates_number")]
     pub start: u64,
+    #[serde(default = "bates_digits")]
     pub digits: u8,
+}
+
+fn first_bates_number() -> u64 {
+    1
+}
+
+fn bates_digits() -> u8 {
+    6
 }
 
 /// What every writer may print about the package (the PDF cover page, the
