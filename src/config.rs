@@ -125,6 +125,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The retention policy directory; without one nothing is ever deleted.
     pub policy_dir: Option<PathBuf>,
+    /// Serve the web console's files from this directory instead of the
+    /// copies built into the binary (`HOLDFAST_CONSOLE_DIR`, for working on
+    /// the console).
+    pub console_dir: Option<PathBuf>,
     /// When `serve` runs retention (UTC cron with seconds), if at all.
     pub retention_schedule: Option<cron::Schedule>,
     /// The schedule as written.
@@ -177,7 +181,7 @@ pub struct Overrides {
 }
 
 /// `HOLDFAST_*` variables that configure holdfast (besides the one `kek_env` names).
-pub const ENV_VARS: [&str; 18] = [
+pub const ENV_VARS: [&str; 19] = [
     "HOLDFAST_CONFIG",
     "HOLDFAST_DATA_DIR",
     "HOLDFAST_LISTEN",
@@ -196,6 +200,7 @@ pub const ENV_VARS: [&str; 18] = [
     "HOLDFAST_LOG_FORMAT",
     "HOLDFAST_POLICY_DIR",
     "HOLDFAST_RETENTION_SCHEDULE",
+    "HOLDFAST_CONSOLE_DIR",
 ];
 
 impl Config {
@@ -380,6 +385,7 @@ impl Config {
             policy_dir: get("HOLDFAST_POLICY_DIR")
                 .map(PathBuf::from)
                 .or(file.retention.policy_dir),
+            console_dir: get("HOLDFAST_CONSOLE_DIR").map(PathBuf::from),
             retention_schedule,
             retention_schedule_text,
             retention_compact: file.retention.compact.unwrap_or(true),
@@ -515,6 +521,7 @@ impl Config {
             }
         }
         out.push_str(&format!("session_minutes = {}\n", auth.session_minutes));
+        out.push_str(&format!("secure_cookie = {}\n", auth.secure_cookie));
         out.push_str(&format!("# group rules: {}\n", auth.groups.len()));
         out
     }

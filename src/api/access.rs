@@ -4,12 +4,19 @@
 //! without a declared requirement cannot exist.
 //!
 //! For each request the guard resolves the bearer token (a session, an API
-//! token, or the configured ingest token) into a [`Caller`], refuses it
+//! token, or the configured ingest token), or else the web console's
+//! session cookie, into a [`Caller`], refuses it
 //! (401 / 403) when it may not use the endpoint, runs the handler, and
 //! writes the audit record **before** the answer leaves: who, role, client
 //! address, action, parameters (with what the handler adds: a query and
 //! its hit count, an event id), outcome. If the audit write fails, the
 //! caller gets a 500 and not the answer: no unaudited access.
+//!
+//! The console's cookie ([`SESSION_COOKIE`]: HttpOnly, SameSite=Strict) is
+//! only honoured on a request that changes something (any method but GET and
+//! HEAD) when it also carries the [`CONSOLE_HEADER`], which another site's
+//! page cannot add without a CORS preflight this server never grants: a
+//! forged cross-site form cannot act with the cookie.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -63,7 +70,14 @@ pub struct AccessState {
     /// ingest token file): it may post events and nothing else.
     pub ingest_token: Option<TokenHash>,
     pub session_length: Duration,
+    /// Mark the console's session cookie `Secure` (`auth.secure_cookie`).
+    pub secure_cookie: bool,
 }
+
+/// The web console's session cookie.
+pub const SESSION_COOKIE: &str = "holdfast_session";
+/// The header every console request carries (see the module documentation).
+pub const CONSOLE_HEADER: &str = "x-holdfast-console";
 
 impl std::fmt::Debug for AccessState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +121,7 @@ impl AccessState {
             audit,
             ingest_token,
             session_length: auth.session_length()?,
+            secure_cookie: auth.secure_cookie,
         })
     }
 }
@@ -164,6 +179,42 @@ pub fn bearer(request_headers: &axum::http::HeaderMap) -> Option<&str> {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .filter(|token| !token.is_empty())
+}
+
+/// The console's session cookie of a request, if it has one.
+pub fn session_cookie(request_headers: &axum::http::HeaderMap) -> Option<&str> {
+    request_headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether a request says it comes from the console's own script.
+pub fn from_console(request_headers: &axum::http::HeaderMap) -> bool {
+    request_headers.contains_key(CONSOLE_HEADER)
+}
+
+/// The `Set-Cookie` value that hands the console its session (or, with
+/// `None`, removes it).
+pub fn session_cookie_header(
+    token: Option<&str>,
+    max_age: Duration,
+    secure: bool,
+) -> axum::http::HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = match token {
+        Some(token) => format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            max_age.as_secs()
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    };
+    axum::http::HeaderValue::from_str(&value).expect("session tokens are cookie-safe")
 }
 
 pub fn client_address(request: &Request) -> Option<IpAddr> {
@@ -226,7 +277,14 @@ pub async fn guard(
     if let Some(query) = request.uri().query() {
         params["query_string"] = json!(query);
     }
-    let presented = bearer(request.headers()).map(str::to_owned);
+    let by_cookie = bearer(request.headers()).is_none();
+    let presented = bearer(request.headers())
+        .or_else(|| session_cookie(request.headers()))
+        .map(str::to_owned);
+    let cross_site = by_cookie
+        && presented.is_some()
+        && !matches!(*request.method(), Method::GET | Method::HEAD)
+        && !from_console(request.headers());
     let caller = match presented {
         Some(presented) => match resolve(&state.access, &presented, client).await {
             Ok(caller) => caller,
@@ -236,6 +294,9 @@ pub async fn guard(
     };
     let refusal = match &caller {
         None => Some(ApiError::Unauthorized),
+        Some(_) if cross_site => Some(ApiError::Forbidden(format!(
+            "a request authenticated by the console's cookie must carry the {CONSOLE_HEADER} header (cross-site requests are refused)"
+        ))),
         Some(caller) => match endpoint.access {
             Access::Public | Access::Authenticated => None,
             Access::Requires(capability) => {

@@ -50,7 +50,9 @@ fn grant_responses(grants: &[Grant]) -> Vec<GrantResponse> {
 
 #[derive(Serialize)]
 pub struct LoginResponse {
-    token: String,
+    /// Absent for the web console, which gets the session as a cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
     expires_at: String,
     username: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,8 +63,13 @@ pub struct LoginResponse {
 
 /// Signs in with a username and password from the configured directory;
 /// answers a session token. Audits itself (`login` or `login_failed`).
+///
+/// With the console's header (`X-Holdfast-Console`), the session is set as
+/// an HttpOnly cookie instead and the body carries no token, so the
+/// console's script never holds it.
 pub async fn login(State(state): State<AppState>, request: Request) -> Response {
     let client = access::client_address(&request);
+    let console = access::from_console(request.headers());
     let body = axum::body::to_bytes(request.into_body(), 64 * 1024).await;
     let parsed: Result<LoginRequest, String> = match body {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| {
@@ -225,8 +232,9 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
             .await;
         return error.into_response();
     }
+    let token = secrecy::ExposeSecret::expose_secret(&token);
     let mut response = Json(LoginResponse {
-        token: secrecy::ExposeSecret::expose_secret(&token).to_owned(),
+        token: (!console).then(|| token.to_owned()),
         expires_at: format_at(expires_at_ms * 1000),
         username: principal.username.clone(),
         display_name: principal.display_name.clone(),
@@ -237,14 +245,24 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if console {
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            access::session_cookie_header(
+                Some(token),
+                state.access.session_length,
+                state.access.secure_cookie,
+            ),
+        );
+    }
     response
 }
 
-/// Ends the presented session.
+/// Ends the presented session (and removes the console's cookie).
 pub async fn logout(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(token) = &caller.session_token else {
         return Err(ApiError::BadRequest(
             "only a sign-in session can sign out; revoke API tokens with `holdfast token revoke`"
@@ -257,7 +275,12 @@ pub async fn logout(
         .revoke_session(token, now_ms())
         .await
         .map_err(|error| ApiError::Internal(error.to_string()))?;
-    Ok(Json(json!({"signed_out": ended})))
+    let mut response = Json(json!({"signed_out": ended})).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        access::session_cookie_header(None, std::time::Duration::ZERO, state.access.secure_cookie),
+    );
+    Ok(response)
 }
 
 #[derive(Serialize)]

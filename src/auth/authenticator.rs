@@ -70,6 +70,10 @@ pub struct AuthConfig {
     /// How long a sign-in session lasts, in minutes (1 to 10080).
     #[serde(default = "default_session_minutes")]
     pub session_minutes: u64,
+    /// Mark the web console's session cookie `Secure` (only sent over
+    /// HTTPS): set it when clients reach holdfast through TLS.
+    #[serde(default)]
+    pub secure_cookie: bool,
 }
 
 /// A working day.
@@ -88,6 +92,7 @@ impl Default for AuthConfig {
             groups: default_groups(),
             rate_limit: RateLimitConfig::default(),
             session_minutes: DEFAULT_SESSION_MINUTES,
+            secure_cookie: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! 2 any other error.
 
 mod audit;
+mod demo;
 pub mod export;
 mod holds;
 mod import;
@@ -57,6 +58,11 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Start the service on a generated sample archive with sample people
+    /// of each role, and print where and as whom to sign in (a first look:
+    /// its own data directory, ./holdfast-demo by default, and its own
+    /// configuration; no configuration file or HOLDFAST_* setting applies).
+    Demo(demo::DemoArgs),
     /// Store events from an NDJSON file, or standard input with `-`.
     Ingest {
         /// NDJSON file, one event per line; `-` reads standard input.
@@ -275,6 +281,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         eprintln!("wrote a new master key to {}", out.display());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Demo(args) = cli.command {
+        if cli.global.config.is_some() {
+            bail!("holdfast demo uses its own configuration; --config does not apply");
+        }
+        return demo::run(cli.global.data_dir, args).await;
+    }
     let config = Config::load(&overrides)?;
     match cli.command {
         Command::Config => {
@@ -344,7 +356,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Rotate { new_key_file },
         } => rotate(&config, new_key_file).await,
-        Command::Generate { .. } | Command::Keys { .. } => unreachable!("handled above"),
+        Command::Generate { .. } | Command::Keys { .. } | Command::Demo(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -452,9 +466,14 @@ async fn serve(config: &Config) -> anyhow::Result<ExitCode> {
     tracing::info!(%address, data_dir = %config.data_dir.display(), "holdfast is serving");
     // Tests and scripts read this line to find the port.
     eprintln!("listening on http://{address}");
+    eprintln!("web console: http://{address}/console/");
     axum::serve(
         listener,
-        api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        api::router(state)
+            .merge(crate::console::router(crate::console::ConsoleFiles {
+                dir: config.console_dir.clone(),
+            }))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await

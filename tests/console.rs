@@ -1,0 +1,1662 @@
+//! The web console end to end, in a real browser: headless Chromium driven
+//! through chromedriver (WebDriver) against `holdfast demo`, the service on
+//! a generated sample archive with one sample person of each role.
+//!
+//! Each test signs in as a sample person and does what that person would
+//! do: an officer searches, reads a hit in context and downloads an
+//! export; counsel puts a search under legal hold and releases it; an
+//! officer scoped to one team sees nothing of the others; a query with a
+//! syntax error points at the offending character; each role sees its own
+//! screens; a wrong password and a session ended behind the console's back
+//! send the person to the sign-in form; and the search screen fits a phone.
+//!
+//! Needs Chromium and chromedriver (Debian packages `chromium` and
+//! `chromium-driver`): a missing one fails the tests, it never skips them.
+//! `HOLDFAST_SCREENSHOTS=<dir>` saves screenshots of each screen there. A
+//! failing test saves a screenshot, the page source and the browser's log
+//! to a directory it names.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod helpers;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode};
+use fantoccini::{Client, ClientBuilder, Locator};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Events in the demo's generated archive.
+const DEMO_EVENTS: &str = "3000";
+/// How long the demo may take to generate its archive and listen.
+const SERVER_START: Duration = Duration::from_secs(120);
+/// How long an element or a state of the page may take to appear.
+const UI_WAIT: Duration = Duration::from_secs(15);
+/// How long an export of a search may take to complete.
+const EXPORT_WAIT: Duration = Duration::from_secs(90);
+/// The console's own request header (CSRF defence of cookie sessions).
+const CONSOLE_HEADER: (&str, &str) = ("x-holdfast-console", "1");
+/// The session cookie's name.
+const SESSION_COOKIE: &str = "holdfast_session";
+
+/// Is `e` rendered (in the layout, not `visibility: hidden`)? Prepended to
+/// every script the tests run in the page.
+const JS_PRELUDE: &str = "const visible = (e) => !!e && e.getClientRects().length > 0 \
+     && getComputedStyle(e).visibility !== 'hidden'; \
+     const $ = (s) => document.querySelector(s); \
+     const $$ = (s) => Array.from(document.querySelectorAll(s)); ";
+
+// ------------------------------------------------------------------ http
+
+/// A plain HTTP/1 request from the test itself (not the browser).
+async fn http(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (StatusCode, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(method.clone()).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/json");
+            Full::new(Bytes::from(serde_json::to_vec(body).unwrap()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let response = client
+        .request(request.body(body).unwrap())
+        .await
+        .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|error| panic!("{method} {url}: reading the body: {error}"))
+        .to_bytes();
+    (status, bytes)
+}
+
+fn json_of(what: &str, bytes: &Bytes) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|error| {
+        panic!(
+            "{what}: not JSON ({error}): {}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ------------------------------------------------------------------ the demo server
+
+/// `holdfast demo` on a fresh data directory, killed when dropped.
+struct Demo {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    base: String,
+    /// username -> password, from `demo-credentials.txt`.
+    passwords: BTreeMap<String, String>,
+    /// Everything the server wrote on stderr (for failure messages).
+    stderr: Arc<Mutex<String>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let data_dir = tempfile::tempdir().unwrap();
+        // helpers::holdfast clears HOLDFAST_* (so HOLDFAST_CONSOLE_DIR is
+        // unset: the console embedded in the binary is what is tested).
+        let mut command = helpers::holdfast(data_dir.path());
+        command
+            .args(["demo", "--listen", "127.0.0.1:0", "--events", DEMO_EVENTS])
+            .env("HOLDFAST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (sender, receiver) = std::sync::mpsc::channel::<String>();
+        {
+            let pipe = child.stderr.take().unwrap();
+            let stderr = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    stderr.lock().unwrap().push_str(&format!("{line}\n"));
+                    if let Some(address) = line.strip_prefix("listening on ") {
+                        let _ = sender.send(address.trim().to_owned());
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + SERVER_START;
+        let base = loop {
+            match receiver.recv_timeout(Duration::from_millis(200)) {
+                Ok(address) => break address,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().ok();
+                    panic!(
+                        "`holdfast demo` ended ({status:?}) without printing `listening on`:\n{}",
+                        stderr.lock().unwrap()
+                    );
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "`holdfast demo` exited ({status}) before listening:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "`holdfast demo` did not print `listening on http://ADDR` within {SERVER_START:?}:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        assert!(
+            base.starts_with("http://"),
+            "`holdfast demo` printed `listening on {base}`, expected http://ADDR"
+        );
+        let credentials_path = data_dir.path().join("demo-credentials.txt");
+        let credentials = std::fs::read_to_string(&credentials_path).unwrap_or_else(|error| {
+            panic!(
+                "`holdfast demo` listens but {} is unreadable: {error}",
+                credentials_path.display()
+            )
+        });
+        let passwords: BTreeMap<String, String> = credentials
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                assert_eq!(
+                    fields.len(),
+                    4,
+                    "demo-credentials.txt: expected username, password, role, scope separated by tabs: {line:?}"
+                );
+                (fields[0].to_owned(), fields[1].to_owned())
+            })
+            .collect();
+        for user in ["admin", "officer", "scoped-officer", "counsel", "auditor"] {
+            assert!(
+                passwords.contains_key(user),
+                "demo-credentials.txt has no sample person {user:?}:\n{credentials}"
+            );
+        }
+        Demo {
+            child,
+            base,
+            passwords,
+            stderr,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn password(&self, user: &str) -> &str {
+        &self.passwords[user]
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A session token of `user` from the API (no console header: the
+    /// token comes in the body).
+    async fn token(&self, user: &str) -> String {
+        let (status, body) = http(
+            Method::POST,
+            &self.url("/api/v1/login"),
+            &[],
+            Some(&json!({"username": user, "password": self.password(user)})),
+        )
+        .await;
+        let body = json_of("POST /api/v1/login", &body);
+        assert_eq!(status, StatusCode::OK, "API sign-in as {user}: {body}");
+        body["token"]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("API sign-in without the console header gives no token: {body}")
+            })
+            .to_owned()
+    }
+
+    /// `GET path` with a bearer token; the status and the JSON body.
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let authorization = format!("Bearer {token}");
+        let (status, body) = http(
+            Method::GET,
+            &self.url(path),
+            &[("authorization", authorization.as_str())],
+            None,
+        )
+        .await;
+        (status, json_of(&format!("GET {path}"), &body))
+    }
+
+    async fn get_ok(&self, token: &str, path: &str) -> Value {
+        let (status, body) = self.get(token, path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    async fn search(&self, token: &str, query: &str, limit: usize) -> Value {
+        let path = format!("/api/v1/search?q={}&limit={limit}", encode(query));
+        self.get_ok(token, &path).await
+    }
+
+    /// A word of the sample archive that search finds, in several posts
+    /// of several teams, with highlights: picked from the archive's own
+    /// posts and checked. Preferably one that some hit of the first page
+    /// highlights after an emoji or another non-ASCII character, so that
+    /// highlight offsets (characters: not bytes, not UTF-16 units) are put
+    /// to the test.
+    async fn findable_word(&self) -> String {
+        let token = self.token("officer").await;
+        let posts = self.search(&token, "kind:post", 100).await;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for hit in posts["hits"].as_array().unwrap() {
+            let text = hit["text"].as_str().unwrap_or_default().to_lowercase();
+            let mut words: Vec<&str> = text
+                .split(|c: char| !c.is_ascii_alphabetic())
+                .filter(|word| (6..=12).contains(&word.len()))
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            for word in words {
+                *counts.entry(word.to_owned()).or_default() += 1;
+            }
+        }
+        let mut candidates: Vec<(usize, String)> =
+            counts.into_iter().map(|(word, n)| (n, word)).collect();
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        // (how testing the word's highlights is, word): the best wins.
+        let mut best: Option<(u8, String)> = None;
+        for (_, word) in candidates.iter().take(40) {
+            // The console's first page: newest first, at least 20 hits.
+            let found = self.search(&token, word, 20).await;
+            let hits = found["hits"].as_array().unwrap();
+            // 0: not highlighted; 1: highlighted; 2: after a non-ASCII
+            // character; 3: after a character outside the BMP (an emoji:
+            // one character, two UTF-16 units, four bytes).
+            let mut level = 0;
+            for hit in hits {
+                let text: Vec<char> = hit["snippet"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .collect();
+                for range in hit["snippet"]["highlights"].as_array().unwrap() {
+                    let start = range[0].as_u64().unwrap() as usize;
+                    let end = range[1].as_u64().unwrap() as usize;
+                    let marked: String = text.get(start..end).unwrap_or_default().iter().collect();
+                    if marked.to_lowercase() != *word {
+                        continue;
+                    }
+                    let before = &text[..start];
+                    let here = if before.iter().any(|c| c.len_utf16() > 1) {
+                        3
+                    } else if before.iter().any(|c| !c.is_ascii()) {
+                        2
+                    } else {
+                        1
+                    };
+                    level = level.max(here);
+                }
+            }
+            let teams: std::collections::BTreeSet<&str> =
+                hits.iter().filter_map(|hit| hit["team"].as_str()).collect();
+            if found["total"].as_u64().unwrap_or(0) >= 3
+                && level > 0
+                && teams.len() >= 2
+                && best.as_ref().is_none_or(|(found, _)| *found < level)
+            {
+                best = Some((level, word.clone()));
+                if level == 3 {
+                    break;
+                }
+            }
+        }
+        let (level, word) = best.unwrap_or_else(|| {
+            panic!(
+                "no word of the demo's posts is found by search with highlights (tried {:?})",
+                &candidates[..candidates.len().min(40)]
+            )
+        });
+        let why = [
+            "",
+            "",
+            ", highlighted after non-ASCII text",
+            ", highlighted after an emoji",
+        ];
+        eprintln!("searching for {word:?}{}", why[usize::from(level)]);
+        word
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query-string value.
+fn encode(value: &str) -> String {
+    let mut encoded = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+// ------------------------------------------------------------------ the browser
+
+/// chromedriver on a port of its own, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Driver {
+    async fn start(dir: &Path) -> Driver {
+        for (binary, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                Path::new(binary).exists(),
+                "{binary} is missing: the console's browser tests need it \
+                 (install the Debian package {package})"
+            );
+        }
+        let port = free_port();
+        let log = dir.join("chromedriver.log");
+        let child = std::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {CHROMEDRIVER}: {error}"));
+        let mut driver = Driver { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                panic!(
+                    "chromedriver exited ({status}) at start:\n{}",
+                    std::fs::read_to_string(&driver.log).unwrap_or_default()
+                );
+            }
+            let url = format!("http://127.0.0.1:{port}/status");
+            let ready = tokio::time::timeout(Duration::from_secs(2), async {
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http::<Full<Bytes>>();
+                let request = Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+                let response = client.request(request).await.ok()?;
+                let body = response.into_body().collect().await.ok()?.to_bytes();
+                let body: Value = serde_json::from_slice(&body).ok()?;
+                Some(body["value"]["ready"] == true)
+            })
+            .await;
+            if let Ok(Some(true)) = ready {
+                return driver;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver on port {port} did not answer GET /status within 20 s:\n{}",
+                std::fs::read_to_string(&driver.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One test's browser session and the server it talks to.
+struct Console {
+    demo: Arc<Demo>,
+    client: Client,
+    driver: Driver,
+    /// Where a clicked download lands.
+    downloads: tempfile::TempDir,
+    /// Chromium's fresh profile (and chromedriver's log).
+    _profile: tempfile::TempDir,
+    name: &'static str,
+}
+
+impl Console {
+    async fn open(name: &'static str, demo: Arc<Demo>) -> Console {
+        let profile = tempfile::tempdir().unwrap();
+        let downloads = tempfile::tempdir().unwrap();
+        let driver = Driver::start(profile.path()).await;
+        let user_data = profile.path().join("chromium");
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,800",
+                    format!("--user-data-dir={}", user_data.display()),
+                ],
+                "prefs": {
+                    "download.default_directory": downloads.path().display().to_string(),
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                },
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url())
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "chromedriver could not start Chromium: {error}\n{}",
+                    std::fs::read_to_string(&driver.log).unwrap_or_default()
+                )
+            });
+        Console {
+            demo,
+            client,
+            driver,
+            downloads,
+            _profile: profile,
+            name,
+        }
+    }
+
+    /// Runs `body` against a fresh browser session; on a failure saves a
+    /// screenshot, the page source and the browser's log, then fails.
+    async fn run<F, Fut>(name: &'static str, body: F)
+    where
+        F: FnOnce(Arc<Console>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let demo = tokio::task::spawn_blocking(Demo::start)
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        let console = Arc::new(Console::open(name, Arc::new(demo)).await);
+        let outcome = tokio::spawn(body(Arc::clone(&console))).await;
+        let failure = match outcome {
+            Ok(()) => None,
+            Err(error) if error.is_panic() => {
+                let log = console.browser_log().await;
+                console.save_failure(&log).await;
+                Some(error.into_panic())
+            }
+            Err(error) => panic!("{name}: the test task ended: {error}"),
+        };
+        // Whatever the page did, it must not have broken the content
+        // security policy or thrown.
+        let mut problems = Vec::new();
+        if failure.is_none() {
+            let log = console.browser_log().await;
+            problems = log
+                .iter()
+                .filter(|line| {
+                    line.contains("Content Security Policy")
+                        || line.contains("Refused to")
+                        || line.contains("Uncaught")
+                })
+                .cloned()
+                .collect();
+            if !problems.is_empty() {
+                console.save_failure(&log).await;
+            }
+        }
+        let client = console.client.clone();
+        let _ = client.close().await;
+        drop(console);
+        if let Some(panic) = failure {
+            // The panic's message was printed where it happened.
+            std::panic::resume_unwind(panic);
+        }
+        assert!(
+            problems.is_empty(),
+            "{name}: the page broke its content security policy or threw:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// The browser's console messages so far (level and text).
+    async fn browser_log(&self) -> Vec<String> {
+        let Ok(Some(session)) = self.client.session_id().await else {
+            return Vec::new();
+        };
+        let url = format!("{}/session/{session}/se/log", self.driver.url());
+        let (status, body) = http(Method::POST, &url, &[], Some(&json!({"type": "browser"}))).await;
+        if status != StatusCode::OK {
+            return vec![format!(
+                "(no browser log: {status} {})",
+                String::from_utf8_lossy(&body)
+            )];
+        }
+        let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+        body["value"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|entry| {
+                        format!(
+                            "{} {}",
+                            entry["level"].as_str().unwrap_or("?"),
+                            entry["message"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Saves a screenshot, the page source, `log` (the browser's) and the
+    /// server's and chromedriver's logs, and says where.
+    async fn save_failure(&self, log: &[String]) {
+        let dir = std::env::temp_dir().join(format!(
+            "holdfast-console-{}-{}",
+            self.name,
+            std::process::id()
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(dir.join("failure.png"), png);
+        }
+        if let Ok(source) = self.client.source().await {
+            let _ = std::fs::write(dir.join("page.html"), source);
+        }
+        let url = self
+            .client
+            .current_url()
+            .await
+            .map(|url| url.to_string())
+            .unwrap_or_default();
+        let log = log.join("\n");
+        let _ = std::fs::write(dir.join("browser.log"), format!("url: {url}\n{log}\n"));
+        let _ = std::fs::write(
+            dir.join("server.log"),
+            self.demo.stderr.lock().unwrap().as_bytes(),
+        );
+        let _ = std::fs::copy(&self.driver.log, dir.join("chromedriver.log"));
+        eprintln!(
+            "{}: failed at {url}; screenshot, page source and logs in {}",
+            self.name,
+            dir.display()
+        );
+    }
+
+    // -------------------------------------------------------------- helpers
+
+    /// Saves a screenshot as `file` when HOLDFAST_SCREENSHOTS names a
+    /// directory, after checking the screen shows no rendering slip.
+    async fn screenshot(&self, file: &str) {
+        self.assert_no_junk(file).await;
+        let Some(dir) = std::env::var_os("HOLDFAST_SCREENSHOTS") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(file), png).unwrap();
+    }
+
+    /// Fails when a text of the page is `null`, `undefined`, `NaN` or
+    /// `[object Object]`: a value rendered that should not have been.
+    async fn assert_no_junk(&self, screen: &str) {
+        let junk = self
+            .js(
+                "const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); \
+                 const found = []; \
+                 while (walker.nextNode()) { \
+                   const node = walker.currentNode; \
+                   if (/^(null|undefined|NaN|\\[object Object\\])$/.test(node.textContent.trim()) \
+                       && visible(node.parentElement)) \
+                     found.push(node.parentElement.outerHTML.slice(0, 300)); \
+                 } \
+                 return found;",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            junk,
+            json!([]),
+            "{screen}: the page shows a raw null/undefined/NaN/[object Object]"
+        );
+    }
+
+    /// Runs `script` (after [`JS_PRELUDE`]) in the page.
+    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(&format!("{JS_PRELUDE}{script}"), args)
+            .await
+            .unwrap_or_else(|error| panic!("script failed ({error}): {script}"))
+    }
+
+    /// Runs `script` until it returns something truthy, and returns that.
+    async fn wait_js(
+        &self,
+        what: &str,
+        script: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.js(script, args.clone()).await;
+            let truthy = match &value {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(text) => !text.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let url = self
+                    .client
+                    .current_url()
+                    .await
+                    .map(|url| url.to_string())
+                    .unwrap_or_default();
+                let notices = self
+                    .js(
+                        "return ['#error', '#notice', '#login-error', '#search-error'] \
+                         .map((s) => s + ': ' + ($(s) ? $(s).textContent.trim() : '(none)')).join('\\n');",
+                        vec![],
+                    )
+                    .await;
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} (at {url})\n{}",
+                    notices.as_str().unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for an element matching `css` to be rendered, and returns it.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.wait_js(
+            &format!("`{css}` to be shown"),
+            "return visible($(arguments[0]));",
+            vec![json!(css)],
+            UI_WAIT,
+        )
+        .await;
+        self.client
+            .wait()
+            .at_most(UI_WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("`{css}` is not in the page: {error}"))
+    }
+
+    async fn is_visible(&self, css: &str) -> bool {
+        self.js("return visible($(arguments[0]));", vec![json!(css)])
+            .await
+            .as_bool()
+            .unwrap()
+    }
+
+    /// The rendered text of the element `css` (waited for).
+    async fn text(&self, css: &str) -> String {
+        self.element(css).await.text().await.unwrap()
+    }
+
+    /// The text content of every element matching `css`.
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let value = self
+            .js(
+                "return $$(arguments[0]).map((e) => e.textContent);",
+                vec![json!(css)],
+            )
+            .await;
+        serde_json::from_value(value).unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.element(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("cannot click `{css}`: {error}"));
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let element = self.element(css).await;
+        element.clear().await.unwrap();
+        element
+            .send_keys(value)
+            .await
+            .unwrap_or_else(|error| panic!("cannot type into `{css}`: {error}"));
+    }
+
+    /// Opens the console at `hash` (`#/search`) as a person would, with
+    /// the address bar.
+    async fn goto(&self, hash: &str) {
+        self.client
+            .goto(&self.demo.url(&format!("/console/{hash}")))
+            .await
+            .unwrap();
+    }
+
+    /// Changes the route inside the running console.
+    async fn route(&self, hash: &str) {
+        self.js("location.hash = arguments[0];", vec![json!(hash)])
+            .await;
+    }
+
+    async fn hash(&self) -> String {
+        self.js("return location.hash;", vec![])
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Signs in as a demo person from a fresh console and waits to be in.
+    async fn sign_in(&self, user: &str) {
+        let url = self.client.current_url().await.unwrap();
+        if !url.as_str().starts_with(&self.demo.base) {
+            self.goto("").await;
+        }
+        self.element("#login-form").await;
+        self.fill("#login-username", user).await;
+        self.fill("#login-password", self.demo.password(user)).await;
+        self.click("#login-submit").await;
+        self.wait_js(
+            &format!("the console to show {user} signed in"),
+            "return !visible($('#login-form')) && visible($('#whoami')) \
+             && $('#whoami').textContent.includes(arguments[0]);",
+            vec![json!(user)],
+            UI_WAIT,
+        )
+        .await;
+    }
+
+    async fn sign_out(&self) {
+        self.click("#logout").await;
+        self.element("#login-form").await;
+    }
+
+    /// Which nav links are shown, of search, holds, exports, retention, audit.
+    async fn nav_links(&self) -> Vec<String> {
+        let value = self
+            .js(
+                "return ['search', 'holds', 'exports', 'retention', 'audit'] \
+                 .filter((name) => $$(`a[data-nav=\"${name}\"]`).some(visible));",
+                vec![],
+            )
+            .await;
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// The value of the session cookie (HttpOnly: read through WebDriver).
+    async fn session_cookie(&self) -> String {
+        let cookie = self
+            .client
+            .get_named_cookie(SESSION_COOKIE)
+            .await
+            .unwrap_or_else(|error| panic!("no {SESSION_COOKIE} cookie after sign-in: {error}"));
+        assert_eq!(
+            cookie.http_only(),
+            Some(true),
+            "the session cookie must be HttpOnly"
+        );
+        assert_eq!(
+            format!("{:?}", cookie.same_site()),
+            "Some(Strict)",
+            "the session cookie must be SameSite=Strict"
+        );
+        cookie.value().to_owned()
+    }
+
+    /// The status of `fetch(path)` from the page, as the console calls the API.
+    async fn fetch_status(&self, path: &str) -> (u64, String) {
+        let value = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 fetch(arguments[0], {credentials: 'same-origin', headers: {'X-Holdfast-Console': '1'}}) \
+                 .then((r) => r.text().then((t) => done([r.status, t]))) \
+                 .catch((e) => done([0, String(e)]));",
+                vec![json!(path)],
+            )
+            .await
+            .unwrap();
+        (
+            value[0].as_u64().unwrap(),
+            value[1].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Runs a search from the search screen and waits for its outcome:
+    /// the number of results, or the error shown.
+    async fn search(&self, query: &str) -> Result<u64, String> {
+        if !self.is_visible("#search-form").await {
+            self.click("a[data-nav=\"search\"]").await;
+        }
+        self.element("#search-form").await;
+        // Mark what is shown now, to tell the new results from the old.
+        self.js(
+            "$$('#search-results li.hit').forEach((e) => e.setAttribute('data-test-stale', '1')); \
+             if ($('#search-error')) $('#search-error').setAttribute('data-test-stale', $('#search-error').textContent);",
+            vec![],
+        )
+        .await;
+        self.fill("#search-q", query).await;
+        self.click("#search-submit").await;
+        let outcome = self
+            .wait_js(
+                &format!("the results of the search {query:?}"),
+                "const error = $('#search-error'); \
+                 if (visible(error) && error.textContent.trim() \
+                     && error.textContent !== error.getAttribute('data-test-stale')) \
+                   return {error: error.textContent}; \
+                 const sent = $('#search-sent'), total = $('#search-total'); \
+                 if (!sent || !sent.textContent.includes(arguments[0])) return null; \
+                 if (!total || !/\\d/.test(total.textContent)) return null; \
+                 if ($$('#search-results li.hit[data-test-stale]').length) return null; \
+                 const n = Number((total.textContent.match(/\\d[\\d,.\\u00a0\\u202f ]*/) || ['0'])[0].replace(/[^\\d]/g, '')); \
+                 if (n > 0 && !$$('#search-results li.hit').length) return null; \
+                 return {total: n};",
+                vec![json!(query)],
+                UI_WAIT,
+            )
+            .await;
+        match outcome.get("total") {
+            Some(total) => Ok(total.as_u64().unwrap()),
+            None => Err(outcome["error"].as_str().unwrap().to_owned()),
+        }
+    }
+
+    /// Searches and expects results.
+    async fn search_ok(&self, query: &str) -> u64 {
+        match self.search(query).await {
+            Ok(total) => total,
+            Err(error) => panic!("the search {query:?} shows an error: {error}"),
+        }
+    }
+
+    /// Waits for a file of `extension` to finish downloading.
+    async fn downloaded(&self, extension: &str) -> PathBuf {
+        let deadline = Instant::now() + UI_WAIT;
+        loop {
+            let mut done = None;
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(self.downloads.path()).unwrap() {
+                let path = entry.unwrap().path();
+                names.push(path.display().to_string());
+                if path.extension().is_some_and(|found| found == extension) {
+                    done = Some(path);
+                }
+            }
+            let partial = names.iter().any(|name| name.ends_with(".crdownload"));
+            if let Some(path) = done
+                && !partial
+            {
+                return path;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no .{extension} file was downloaded into {} within {UI_WAIT:?} (found {names:?})",
+                self.downloads.path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Runs a test's body (an `async move` block using `c`, the console).
+macro_rules! console_test {
+    ($name:ident, |$c:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            Console::run(stringify!($name), |$c: Arc<Console>| async move $body).await;
+        }
+    };
+}
+
+/// Entries of a zip archive.
+fn zip_names(path: &Path) -> Vec<String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert!(
+        bytes.starts_with(b"PK"),
+        "{} is not a zip file: starts with {:?}",
+        path.display(),
+        &bytes[..bytes.len().min(16)]
+    );
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .unwrap_or_else(|error| panic!("{} is not a readable zip: {error}", path.display()));
+    archive
+        .file_names()
+        .map(|name| name.unwrap().into_owned())
+        .collect()
+}
+
+/// A short random tag, so what a test creates is its own.
+fn nonce() -> String {
+    hex::encode(rand::random::<[u8; 4]>())
+}
+
+// ------------------------------------------------------------------ tests
+
+console_test!(officer_journey, |c| {
+    let word = c.demo.findable_word().await;
+    c.goto("").await;
+    c.sign_in("officer").await;
+    let whoami = c.text("#whoami").await;
+    assert!(
+        whoami.contains("compliance_officer") || whoami.to_lowercase().contains("compliance"),
+        "#whoami should name the role: {whoami:?}"
+    );
+    let nav = c.nav_links().await;
+    assert!(
+        nav.contains(&"search".to_owned()) && nav.contains(&"exports".to_owned()),
+        "an officer's nav shows Search and Exports: {nav:?}"
+    );
+    for absent in ["holds", "retention", "audit"] {
+        assert!(
+            !nav.contains(&absent.to_owned()),
+            "an officer cannot use {absent}, its nav link must not show: {nav:?}"
+        );
+    }
+    assert!(
+        !c.is_visible("#hold-from-search").await,
+        "an officer cannot create holds"
+    );
+
+    // Search: results, highlights of the word.
+    let total = c.search_ok(&word).await;
+    assert!(total > 0, "{word:?} is in the archive but shows 0 results");
+    let sent = c.text("#search-sent").await;
+    assert!(sent.contains(&word), "#search-sent {sent:?} lacks {word:?}");
+    let hits = c.texts("#search-results li.hit").await;
+    assert!(!hits.is_empty(), "{total} results but no li.hit");
+    let marks = c.texts("#search-results li.hit mark").await;
+    assert!(
+        marks.iter().any(|mark| mark.to_lowercase().contains(&word)),
+        "no <mark> highlights {word:?}; marks: {marks:?}"
+    );
+    // Every highlight is the word itself: none shifted off it (offsets
+    // are characters of the snippet, not bytes nor UTF-16 units).
+    for mark in &marks {
+        assert_eq!(
+            mark.trim().to_lowercase(),
+            word,
+            "a <mark> highlights something else than {word:?}; marks: {marks:?}"
+        );
+    }
+    let attributes = c
+        .js(
+            "const hit = $('#search-results li.hit'); \
+             return [hit.getAttribute('data-post'), hit.getAttribute('data-event'), \
+                     !!hit.querySelector('.hit-user'), !!hit.querySelector('.hit-where'), \
+                     !!hit.querySelector('time.hit-time'), !!hit.querySelector('.hit-text')];",
+            vec![],
+        )
+        .await;
+    assert!(
+        attributes[0].as_str().is_some_and(|post| !post.is_empty())
+            && attributes[1]
+                .as_str()
+                .is_some_and(|event| !event.is_empty())
+            && attributes.as_array().unwrap()[2..]
+                .iter()
+                .all(|found| found == true),
+        "a hit needs data-post, data-event, .hit-user, .hit-where, time.hit-time, .hit-text: {attributes}"
+    );
+    c.screenshot("search.png").await;
+
+    // The first hit in context.
+    let user = c.text("#search-results li.hit .hit-user").await;
+    c.click("#search-results li.hit button.open-thread").await;
+    c.element("#context").await;
+    let focus = c.text("#context .msg.focus").await;
+    assert!(
+        focus.contains(user.trim()),
+        "the focused message {focus:?} should be by {user:?}"
+    );
+    c.screenshot("context.png").await;
+    if c.is_visible("#context-close").await {
+        c.click("#context-close").await;
+        c.wait_js(
+            "the context panel to close",
+            "return !visible($('#context'));",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    }
+
+    // Export the search as CSV and JSONL.
+    c.click("#export-from-search").await;
+    c.element("#export-form").await;
+    let source = c.text("#export-source").await;
+    assert!(
+        source.contains(&word),
+        "#export-source should show the search {word:?}: {source:?}"
+    );
+    for format in ["csv", "pdf", "jsonl", "actiance", "eml"] {
+        let checkbox = c
+            .element(&format!("input[name=\"format\"][value=\"{format}\"]"))
+            .await;
+        let wanted = format == "csv" || format == "jsonl";
+        if checkbox.is_selected().await.unwrap() != wanted {
+            checkbox.click().await.unwrap();
+        }
+    }
+    let matter = format!("console test {}", nonce());
+    c.fill("#export-matter", &matter).await;
+    c.click("#export-submit").await;
+    let token = c.demo.token("officer").await;
+    let export = {
+        let deadline = Instant::now() + UI_WAIT;
+        loop {
+            let list = c.demo.get_ok(&token, "/api/v1/exports").await;
+            let found = list["exports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|export| export["request"]["matter"] == matter.as_str())
+                .cloned();
+            if let Some(export) = found {
+                break export;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no export with matter {matter:?} was created: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    assert_eq!(
+        export["request"]["source"]["type"], "query",
+        "the export's source is the search: {export}"
+    );
+    let formats = &export["request"]["formats"];
+    assert!(
+        formats.as_array().is_some_and(|formats| formats.len() == 2)
+            && formats.to_string().contains("csv")
+            && formats.to_string().contains("jsonl"),
+        "the export asks for csv and jsonl: {export}"
+    );
+    let id = export["id"].as_str().unwrap().to_owned();
+    let number = export["export_id"].to_string();
+    c.wait_js(
+        "the console to show the export after submitting it",
+        "return location.hash.startsWith('#/exports');",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    if c.hash().await != "#/exports" {
+        c.click("a[data-nav=\"exports\"]").await;
+    }
+    let row = c
+        .wait_js(
+            "the export's row to say complete (done)",
+            "const row = $$('#exports-list tr[data-export-id]').find((r) => \
+               r.dataset.exportId === arguments[0] || r.dataset.exportId === arguments[1]); \
+             if (!row) return null; \
+             const status = row.querySelector('.export-status'); \
+             return status && /complete|done/i.test(status.textContent) \
+               && row.querySelector('a.export-download') ? row.dataset.exportId : null;",
+            vec![json!(id), json!(number)],
+            EXPORT_WAIT,
+        )
+        .await;
+    let row = row.as_str().unwrap().to_owned();
+    c.screenshot("exports.png").await;
+    let download = format!("#exports-list tr[data-export-id=\"{row}\"] a.export-download");
+    let href = c.element(&download).await.attr("href").await.unwrap();
+    assert!(
+        href.as_deref().is_some_and(|href| href
+            .ends_with(&format!("/api/v1/exports/{id}/download"))
+            || href.ends_with(&format!("/api/v1/exports/{number}/download"))),
+        "the download link: {href:?}"
+    );
+    c.click(&download).await;
+    let zip = c.downloaded("zip").await;
+    let names = zip_names(&zip);
+    for needed in ["manifest.json", "events.csv", "events.jsonl"] {
+        assert!(
+            names
+                .iter()
+                .any(|name| name == needed || name.ends_with(&format!("/{needed}"))),
+            "the downloaded export lacks {needed}: {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|name| name.ends_with(".pdf")),
+        "a PDF was not asked for: {names:?}"
+    );
+
+    // The export's own page, with its manifest.
+    c.route(&format!("#/exports/{row}")).await;
+    c.element("#export-detail").await;
+    let manifest = c.text("pre#export-manifest").await;
+    let manifest: Value = serde_json::from_str(&manifest)
+        .unwrap_or_else(|error| panic!("#export-manifest is not JSON ({error}): {manifest}"));
+    assert!(
+        manifest.to_string().contains(&matter),
+        "the manifest names the matter {matter:?}: {manifest}"
+    );
+    c.screenshot("export-detail.png").await;
+
+    // Sign out: the form is back, the session is gone for good.
+    let cookie = c.session_cookie().await;
+    c.sign_out().await;
+    assert!(!c.is_visible("#search-form").await);
+    c.goto("#/search").await;
+    c.element("#login-form").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        c.is_visible("#login-form").await && !c.is_visible("#search-form").await,
+        "after signing out, #/search shows the sign-in form"
+    );
+    let (status, _) = c.fetch_status("/api/v1/me").await;
+    assert_eq!(status, 401, "GET /api/v1/me after signing out");
+    let cookie_header = format!("{SESSION_COOKIE}={cookie}");
+    let (status, body) = http(
+        Method::GET,
+        &c.demo.url("/api/v1/me"),
+        &[("cookie", cookie_header.as_str()), CONSOLE_HEADER],
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the signed-out session's cookie still works: {}",
+        String::from_utf8_lossy(&body)
+    );
+});
+
+console_test!(counsel_creates_hold_from_search, |c| {
+    let word = c.demo.findable_word().await;
+    c.goto("").await;
+    c.sign_in("counsel").await;
+    let nav = c.nav_links().await;
+    for shown in ["search", "holds", "exports"] {
+        assert!(
+            nav.contains(&shown.to_owned()),
+            "counsel's nav shows {shown}: {nav:?}"
+        );
+    }
+    for absent in ["retention", "audit"] {
+        assert!(
+            !nav.contains(&absent.to_owned()),
+            "counsel's nav hides {absent}: {nav:?}"
+        );
+    }
+    let total = c.search_ok(&word).await;
+    assert!(total > 0);
+    c.click("#hold-from-search").await;
+    c.element("#hold-form").await;
+    let query = c
+        .element("#hold-query")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        query.contains(&word),
+        "the hold form's query should be the search {word:?}: {query:?}"
+    );
+    let name = format!("Console hold {}", nonce());
+    c.fill("#hold-name", &name).await;
+    c.fill("#hold-matter", "Console v. Browser").await;
+    c.fill("#hold-reason", "Litigation reasonably anticipated")
+        .await;
+    c.click("#hold-submit").await;
+    c.element("#hold-detail").await;
+    let hash = c.hash().await;
+    let id = hash
+        .strip_prefix("#/holds/")
+        .unwrap_or_else(|| {
+            panic!("after creating a hold the console shows it at #/holds/ID, not {hash}")
+        })
+        .to_owned();
+    let token = c.demo.token("counsel").await;
+    let hold = c.demo.get_ok(&token, &format!("/api/v1/holds/{id}")).await;
+    assert_eq!(hold["name"], name.as_str(), "{hold}");
+    assert_eq!(hold["criteria"]["query"], query.as_str(), "{hold}");
+    let events = hold["held"]["events"].as_u64().unwrap();
+    assert!(events > 0, "the hold holds nothing: {hold}");
+    let counts = c
+        .wait_js(
+            "the hold's counts",
+            "const e = $('#hold-detail .hold-counts'); return e && /\\d/.test(e.textContent) ? e.textContent : null;",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    let counts = counts.as_str().unwrap();
+    let numbers: Vec<u64> = counts
+        .split(|c: char| !c.is_ascii_digit() && c != ',')
+        .filter_map(|n| n.replace(',', "").parse().ok())
+        .collect();
+    assert!(
+        numbers.contains(&events),
+        "`.hold-counts` should show the {events} held events: {counts:?}"
+    );
+    c.screenshot("hold-detail.png").await;
+
+    c.click("a[data-nav=\"holds\"]").await;
+    let row = format!("#holds-list tr[data-hold-id=\"{id}\"]");
+    let text = c.text(&row).await;
+    assert!(text.contains(&name), "the holds list row: {text:?}");
+    assert!(
+        text.to_lowercase().contains("active"),
+        "the new hold is active: {text:?}"
+    );
+    c.screenshot("holds.png").await;
+
+    c.click(&row).await;
+    c.element("#hold-detail").await;
+    c.fill("#hold-release-reason", "Matter settled").await;
+    c.click("#hold-release").await;
+    // A confirmation dialog, if the console asks for one.
+    let _ = c.client.accept_alert().await;
+    c.wait_js(
+        "the hold to show as released",
+        "return /released/i.test($('#hold-detail') ? $('#hold-detail').textContent : '');",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    let hold = c.demo.get_ok(&token, &format!("/api/v1/holds/{id}")).await;
+    assert_eq!(hold["status"], "released", "{hold}");
+    assert_eq!(hold["release_reason"], "Matter settled", "{hold}");
+});
+
+console_test!(scoped_officer_cannot_see_other_teams, |c| {
+    // A post of team west-desk, found as the officer who sees everything.
+    let token = c.demo.token("officer").await;
+    let other = c.demo.search(&token, "team:west-desk kind:post", 5).await;
+    let other = other["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|hit| hit["text"].as_str().is_some_and(|text| text.len() >= 12))
+        .unwrap_or_else(|| panic!("the demo archive has no post of team west-desk: {other}"))
+        .clone();
+    let other_post = other["post"].as_str().unwrap();
+    let other_text = other["text"].as_str().unwrap();
+
+    c.goto("").await;
+    c.sign_in("scoped-officer").await;
+    let nav = c.nav_links().await;
+    for absent in ["holds", "retention", "audit"] {
+        assert!(
+            !nav.contains(&absent.to_owned()),
+            "a scoped officer's nav hides {absent}: {nav:?}"
+        );
+    }
+    assert!(nav.contains(&"search".to_owned()), "{nav:?}");
+
+    let total = c.search_ok("kind:post").await;
+    assert!(
+        total > 0,
+        "a scoped officer sees the posts of energy-trading"
+    );
+    let wheres = c.texts("#search-results li.hit .hit-where").await;
+    assert!(!wheres.is_empty());
+    for place in &wheres {
+        assert!(
+            place.contains("energy-trading"),
+            "a scoped officer sees only energy-trading, but a hit is in {place:?}"
+        );
+    }
+    match c.search("team:west-desk").await {
+        Ok(total) => {
+            assert_eq!(total, 0, "team:west-desk is outside the officer's scope");
+            let hits = c.texts("#search-results li.hit").await;
+            assert!(hits.is_empty(), "results of another team: {hits:?}");
+        }
+        // Refused outright is fine too, as long as nothing shows.
+        Err(error) => assert!(!error.contains(other_text), "{error}"),
+    }
+
+    let (status, body) = c
+        .fetch_status(&format!("/api/v1/posts/{}/context", encode(other_post)))
+        .await;
+    assert!(
+        status == 404 || status == 403,
+        "another team's post in context: {status} {body}"
+    );
+    assert!(
+        !body.contains(other_text),
+        "the refusal shows the post: {body}"
+    );
+    let page = c.js("return document.body.innerText;", vec![]).await;
+    let page = page.as_str().unwrap();
+    assert!(
+        !page.contains(other_text),
+        "the page shows west-desk's post"
+    );
+    assert!(
+        !page.contains("west-desk /") && !page.contains("west-desk #"),
+        "the page shows west-desk: {page}"
+    );
+});
+
+console_test!(search_errors_show_position, |c| {
+    c.goto("").await;
+    c.sign_in("officer").await;
+    let token = c.demo.token("officer").await;
+    // An operator with nothing on its left, after a non-ASCII word: the
+    // API's position is a byte offset, the page must mark the right char.
+    for query in ["wire AND OR cash", "Привет AND OR wire"] {
+        let (status, body) = c
+            .demo
+            .get(&token, &format!("/api/v1/search?q={}", encode(query)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query:?}: {body}");
+        let error = &body["error"];
+        assert_eq!(error["code"], "bad_query", "{body}");
+        let position = error["position"].as_u64().unwrap() as usize;
+        let column = error["column"].as_u64().unwrap();
+        let offending = query[position..].chars().next().unwrap();
+
+        let shown = match c.search(query).await {
+            Ok(total) => panic!("{query:?} is a syntax error but shows {total} results"),
+            Err(shown) => shown,
+        };
+        let at = c.text("#search-error .error-at").await;
+        assert!(
+            at.starts_with(offending),
+            "{query:?}: `.error-at` should mark {offending:?} (byte {position}), marks {at:?}"
+        );
+        assert!(
+            shown.to_lowercase().contains("column") && shown.contains(&column.to_string()),
+            "{query:?}: #search-error should name column {column}: {shown:?}"
+        );
+        let caret = c
+            .js(
+                "return [document.activeElement && document.activeElement.id, $('#search-q').selectionStart];",
+                vec![],
+            )
+            .await;
+        let chars = query[..position].chars().count();
+        assert_eq!(
+            caret[0], "search-q",
+            "{query:?}: the search box gets the focus: {caret}"
+        );
+        assert_eq!(
+            caret[1].as_u64(),
+            Some(chars as u64),
+            "{query:?}: the caret goes to the error (char {chars}): {caret}"
+        );
+        let results = c.texts("#search-results li.hit").await;
+        assert!(
+            results.is_empty(),
+            "{query:?}: an error with results shown: {results:?}"
+        );
+    }
+});
+
+console_test!(roles_see_their_screens, |c| {
+    c.goto("").await;
+    c.sign_in("auditor").await;
+    let nav = c.nav_links().await;
+    assert_eq!(nav, vec!["audit".to_owned()], "an auditor sees Audit only");
+    c.click("a[data-nav=\"audit\"]").await;
+    c.element("#audit-form").await;
+    c.wait_js(
+        "audit records",
+        "return $$('#audit-records tbody tr').length > 0;",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    c.element("select#audit-action")
+        .await
+        .select_by_value("login")
+        .await
+        .unwrap_or_else(|error| panic!("#audit-action has no option login: {error}"));
+    c.click("#audit-submit").await;
+    let actions = c
+        .wait_js(
+            "the audit records of action login",
+            "const heads = $$('#audit-records thead th').map((th) => th.textContent.trim().toLowerCase()); \
+             const column = heads.indexOf('action'); \
+             if (column < 0) return null; \
+             const actions = $$('#audit-records tbody tr').map((tr) => tr.children[column] ? tr.children[column].textContent.trim() : ''); \
+             return actions.length && actions.every((a) => a === 'login') ? actions : null;",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    assert!(!actions.as_array().unwrap().is_empty());
+    let href = c
+        .element("a#audit-export")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        href.contains("format=csv") && href.contains("action=login"),
+        "the CSV link keeps the filter: {href:?}"
+    );
+    c.screenshot("audit.png").await;
+    c.route("#/search").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !c.is_visible("#search-form").await,
+        "an auditor cannot search"
+    );
+    c.sign_out().await;
+
+    c.sign_in("admin").await;
+    let nav = c.nav_links().await;
+    assert_eq!(
+        nav,
+        ["holds", "exports", "retention", "audit"]
+            .map(str::to_owned)
+            .to_vec(),
+        "an admin sees Holds, Exports, Retention and Audit, and not Search"
+    );
+    c.click("a[data-nav=\"retention\"]").await;
+    let policies = c
+        .wait_js(
+            "the retention policies",
+            "const e = $('#retention-policies'); return e && e.textContent.includes('demo-one-year') ? e.textContent : null;",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    assert!(
+        policies.as_str().unwrap().contains("365"),
+        "the policy keeps 365 days: {policies}"
+    );
+    c.click("#retention-plan-run").await;
+    c.wait_js(
+        "a retention plan",
+        "const e = $('#retention-plan'); return visible(e) && e.querySelectorAll('tr').length > 1;",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    c.screenshot("retention.png").await;
+    c.route("#/search").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !c.is_visible("#search-form").await,
+        "an admin cannot search messages"
+    );
+});
+
+console_test!(bad_sign_in_and_ended_session, |c| {
+    c.goto("").await;
+    c.element("#login-form").await;
+    c.screenshot("signin.png").await;
+    c.fill("#login-username", "officer").await;
+    c.fill("#login-password", "not-the-password").await;
+    c.click("#login-submit").await;
+    let error = c
+        .wait_js(
+            "the sign-in error",
+            "const e = $('#login-error'); return visible(e) && e.textContent.trim();",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    assert!(
+        !error.as_str().unwrap().contains("not-the-password"),
+        "the error repeats the password: {error}"
+    );
+    assert!(c.is_visible("#login-form").await);
+    assert!(!c.is_visible("#whoami").await || !c.text("#whoami").await.contains("officer"));
+
+    // The session ends behind the console's back: its next call is a 401.
+    c.sign_in("officer").await;
+    let cookie = format!("{SESSION_COOKIE}={}", c.session_cookie().await);
+    let (status, body) = http(
+        Method::POST,
+        &c.demo.url("/api/v1/logout"),
+        &[("cookie", cookie.as_str()), CONSOLE_HEADER],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    c.route("#/search").await;
+    c.element("#search-form").await;
+    c.fill("#search-q", "kind:post").await;
+    c.click("#search-submit").await;
+    let notice = c
+        .wait_js(
+            "the console to send the person back to sign in",
+            "const n = $('#login-notice'); return visible($('#login-form')) && visible(n) && n.textContent.trim();",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    assert!(
+        notice.as_str().unwrap().to_lowercase().contains("session"),
+        "#login-notice: {notice}"
+    );
+    // And signing in again works.
+    c.sign_in("officer").await;
+});
+
+console_test!(narrow_screen, |c| {
+    let word = c.demo.findable_word().await;
+    c.client.set_window_size(390, 844).await.unwrap();
+    c.goto("").await;
+    c.sign_in("officer").await;
+    let total = c.search_ok(&word).await;
+    assert!(total > 0);
+    let widths = c
+        .js(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await;
+    let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+    assert!(
+        client <= 400,
+        "the window should be phone-sized, is {client} wide"
+    );
+    assert!(
+        scroll <= client + 1,
+        "the search screen scrolls sideways at 390 px: {scroll} > {client}"
+    );
+    c.screenshot("narrow-search.png").await;
+
+    // The nav is reachable: shown, or behind a menu button.
+    if !c.is_visible("a[data-nav=\"exports\"]").await {
+        let toggle = c
+            .js(
+                "const b = $$('header button, nav button').find((b) => visible(b) && b.id !== 'logout' \
+                   && (b.hasAttribute('aria-expanded') || b.hasAttribute('aria-controls'))); \
+                 if (b) b.setAttribute('data-test-toggle', '1'); return !!b;",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            toggle, true,
+            "at 390 px the nav links are hidden and no menu button shows them"
+        );
+        c.click("[data-test-toggle]").await;
+    }
+    c.click("a[data-nav=\"exports\"]").await;
+    c.wait_js(
+        "the exports screen",
+        "return location.hash.startsWith('#/exports');",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    let widths = c
+        .js(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await;
+    assert!(
+        widths[0].as_u64().unwrap() <= widths[1].as_u64().unwrap() + 1,
+        "the exports screen scrolls sideways at 390 px: {widths}"
+    );
+});
