@@ -1417,7 +1417,8 @@ function viewExports(root) {
   const draft = state.exportDraft;
   state.exportDraft = null;
   const list = h('div', { class: 'list-area' });
-  append(root, heading('Exports'), exportForm(draft, () => loadExports(list)),
+  const started = () => loadExports(list).then(() => list.scrollIntoView({ block: 'nearest', behavior: 'smooth' }));
+  append(root, heading('Exports'), exportForm(draft, started),
     h('h2', null, 'Past exports'), list);
   loadExports(list);
   if (draft) $('#export-submit', root).scrollIntoView({ block: 'nearest' });
