@@ -1660,3 +1660,65 @@ console_test!(narrow_screen, |c| {
         "the exports screen scrolls sideways at 390 px: {widths}"
     );
 });
+
+console_test!(edited_post_versions_side_by_side, |c| {
+    // An edited post of the archive, found through the API.
+    let token = c.demo.token("officer").await;
+    let edited = c.demo.search(&token, "is:edited kind:post", 1).await;
+    let post = edited["hits"][0]["post"]
+        .as_str()
+        .expect("the demo archive has an edited post")
+        .to_owned();
+    let context = c
+        .demo
+        .get_ok(&token, &format!("/api/v1/posts/{post}/context"))
+        .await;
+    let versions: Vec<String> = context["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|version| version["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(versions.len() >= 2, "{context}");
+
+    c.goto("").await;
+    c.sign_in("officer").await;
+    c.search_ok("is:edited kind:post").await;
+    c.click(&format!(
+        "#search-results li.hit[data-post=\"{post}\"] button.open-thread"
+    ))
+    .await;
+    c.element("#context #versions").await;
+    let shown = c.texts("#versions .version").await;
+    assert_eq!(
+        shown.len(),
+        context["versions"].as_array().unwrap().len(),
+        "one column per version: {shown:?}"
+    );
+    // Each text version is in its column, first to last.
+    for (column, text) in shown.iter().filter(|s| !s.is_empty()).zip(&versions) {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let column_words: String = column.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words.iter().all(|word| column_words.contains(word)),
+            "the column {column:?} should show the version {text:?}"
+        );
+    }
+    // Side by side at 1280 px: the columns share a row.
+    let tops = c
+        .js(
+            "return $$('#versions .version').map((e) => Math.round(e.getBoundingClientRect().top));",
+            vec![],
+        )
+        .await;
+    let tops: Vec<i64> = tops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|top| top.as_i64().unwrap())
+        .collect();
+    assert!(
+        tops.windows(2).any(|pair| pair[0] == pair[1]),
+        "the versions are not side by side: tops {tops:?}"
+    );
+});
