@@ -87,6 +87,14 @@ const state = {
   flash: '',          // a notice to show after the next navigation
   contextOpener: null,
   routed: false,
+  // Bumped whenever the session ends: an answer to a request made under an
+  // earlier session is dropped, never shown to whoever signs in next.
+  sessionGen: 0,
+  // Bumped by every new request of a kind, so that a slow earlier answer
+  // never overwrites a newer one.
+  searchSeq: 0,
+  contextSeq: 0,
+  pollGen: 0,
 };
 
 // ------------------------------------------------------------ DOM helpers
@@ -105,7 +113,12 @@ function h(tag, props, ...children) {
     else if (key === 'value') node.value = value;
     else if (key === 'checked') node.checked = Boolean(value);
     else if (key.startsWith('on') && typeof value === 'function') node.addEventListener(key.slice(2), value);
-    else if (key === 'style' || key === 'innerHTML') throw new Error(`h(): ${key} is not allowed`);
+    else if (key === 'style' || key === 'innerHTML' || key.startsWith('on')) throw new Error(`h(): ${key} is not allowed`);
+    // Links and sources only ever point into this site (`#/…`, `/api/…`):
+    // never `javascript:` or another server, whatever a value contains.
+    else if (['href', 'src', 'action', 'formaction'].includes(key) && !/^(#|\/(?![/\\]))/.test(String(value))) {
+      throw new Error(`h(): ${key} must be a path of this site`);
+    }
     else if (value === true) node.setAttribute(key, '');
     else node.setAttribute(key, String(value));
   }
@@ -157,7 +170,7 @@ function details(pairs, cls = 'facts') {
   const list = h('dl', { class: cls });
   for (const [term, value] of pairs) {
     if (value === undefined || value === null || value === '') continue;
-    append(list, h('div', null, h('dt', null, term), h('dd', null, value)));
+    append(list, h('div', null, h('dt', null, term), h('dd', { dir: 'auto' }, value)));
   }
   return list;
 }
@@ -170,8 +183,38 @@ function splitList(text) {
   return String(text || '').split(',').map((part) => part.trim()).filter(Boolean);
 }
 
+/** A value in a link or query string: percent-encoded. */
 function enc(value) {
   return encodeURIComponent(String(value));
+}
+
+/**
+ * A path segment of an API call. `.` and `..` cannot be sent: the browser
+ * reads them (even as %2E) as "this folder" and "the folder above", so
+ * `#/exports/..` would ask for /api/v1/ instead of an export.
+ */
+function segment(value) {
+  const text = String(value);
+  if (text === '.' || text === '..') {
+    throw new ApiError(0, { error: { code: 'bad_id', message: `“${text}” cannot be asked for by its id.` } });
+  }
+  return encodeURIComponent(text);
+}
+
+/** Data used in a class name: only [a-z0-9_-], so a value cannot add classes. */
+function token(value) {
+  return String(value ?? '').toLowerCase().replace(/[^a-z0-9_-]/g, '_');
+}
+
+/** "1 record", "2 records", "1,024 records". */
+function plural(n, one, many = `${one}s`) {
+  return `${count(n)} ${n === 1 ? one : many}`;
+}
+
+/** At most `max` characters (code points: an emoji is never cut in half), with … when cut. */
+function truncate(text, max) {
+  const chars = Array.from(String(text));
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : String(text);
 }
 
 // ------------------------------------------------------------ formatting
@@ -180,6 +223,7 @@ const dateTime = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
 });
 const timeOnly = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const dayAndTime = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 const numberFormat = new Intl.NumberFormat('en-US');
 
 function utcText(iso) {
@@ -208,7 +252,7 @@ function bytes(size) {
     value /= 1024;
     unit += 1;
   }
-  return unit === 0 ? `${size} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+  return unit === 0 ? plural(size, 'byte') : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 function todayUtc() {
@@ -250,6 +294,7 @@ async function api(path, { method = 'GET', body, params, anonymous = false } = {
     const text = query.toString();
     if (text) url += `?${text}`;
   }
+  const gen = state.sessionGen;
   const headers = { 'X-Holdfast-Console': '1', Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
   if (body !== undefined) {
@@ -260,9 +305,13 @@ async function api(path, { method = 'GET', body, params, anonymous = false } = {
   try {
     response = await fetch(url, init);
   } catch {
+    if (gen !== state.sessionGen) throw new SessionEnded('answer to an ended session');
     throw new ApiError(0, { error: { code: 'network', message: 'The server cannot be reached. Check the connection and try again.' } });
   }
-  const text = await response.text();
+  const text = await response.text().catch(() => '');
+  // The session this request was made in has ended (signed out, expired):
+  // its answer is for nobody, and its 401 must not end a newer session.
+  if (gen !== state.sessionGen) throw new SessionEnded('answer to an ended session');
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
@@ -361,7 +410,7 @@ function roles() {
 
 function allowedScreens(me) {
   const screens = new Set();
-  for (const grant of me.grants) for (const screen of ROLE_SCREENS[grant.role] || []) screens.add(screen);
+  for (const grant of me.grants) for (const screen of (Object.hasOwn(ROLE_SCREENS, grant.role) ? ROLE_SCREENS[grant.role] : [])) screens.add(screen);
   return screens;
 }
 
@@ -380,13 +429,15 @@ function setSession(me) {
   state.me = me;
   state.screens = allowedScreens(me);
   const grants = me.grants.map((grant) => (grant.scope && grant.scope !== 'n/a' ? `${grant.role} (${grant.scope})` : grant.role));
-  $('#whoami').textContent = `${me.username} · ${grants.join(', ') || 'no role'}`;
+  // <bdi>: a right-to-left user name does not reorder the roles after it.
+  fill($('#whoami'), h('bdi', null, me.username), ` · ${grants.join(', ') || 'no role'}`);
   $('#whoami').title = `${me.display_name || me.username}${me.email ? ` <${me.email}>` : ''}; search scope: ${me.search_scope}`;
   const expiry = $('#session-expiry');
   clearTimeout(state.expiryTimer);
   if (me.session_expires_at) {
     const end = new Date(me.session_expires_at);
-    expiry.textContent = `Session until ${timeOnly.format(end)}`;
+    const sameDay = end.toDateString() === new Date().toDateString();
+    expiry.textContent = `Session until ${(sameDay ? timeOnly : dayAndTime).format(end)}`;
     expiry.title = utcText(me.session_expires_at);
     armExpiry(end.getTime());
   } else {
@@ -402,35 +453,106 @@ function setSession(me) {
 function armExpiry(endMs) {
   const wait = endMs - Date.now();
   if (wait <= 0) {
-    sessionEnded(EXPIRED);
+    expiryReached();
     return;
   }
   // setTimeout takes at most 2^31-1 ms: re-arm for longer sessions.
   state.expiryTimer = setTimeout(() => armExpiry(endMs), Math.min(wait, 2 ** 31 - 1));
 }
 
+/**
+ * The session shown has reached its end. The cookie may by now hold a newer
+ * session (signed in again in another tab): ask before ending anything.
+ */
+async function expiryReached() {
+  const shown = state.me;
+  const gen = state.sessionGen;
+  let me = null;
+  try {
+    me = await api('/me', { anonymous: true });
+  } catch {
+    me = null;
+  }
+  if (gen !== state.sessionGen || state.me !== shown) return;
+  const later = me && me.session_expires_at && Date.parse(me.session_expires_at) > Date.now();
+  if (later && me.username === shown.username && JSON.stringify(me.grants) === JSON.stringify(shown.grants)) {
+    setSession(me); // the same person's newer session: keep going, with its end
+  } else {
+    sessionEnded(EXPIRED);
+  }
+}
+
 /** Forgets everything about the session and shows the sign-in screen. */
 function sessionEnded(message) {
   clearTimeout(state.expiryTimer);
   stopPolling();
+  closeContext(false);
+  closeNavMenu();
+  state.sessionGen += 1;
   Object.assign(state, {
     me: null, screens: new Set(), search: null, holdDraft: null, exportDraft: null, flash: '', contextOpener: null,
   });
   $('#session').hidden = true;
   $('#nav').hidden = true;
   $('#nav-toggle').hidden = true;
-  $('#whoami').textContent = '';
+  fill($('#whoami'));
+  $('#whoami').removeAttribute('title');
   $('#session-expiry').textContent = '';
+  $('#session-expiry').removeAttribute('title');
   fill($('#notice'));
   clearError();
   renderSignIn(message);
 }
 
-async function logout() {
+/**
+ * When the tab comes back into view: is the session still the one shown?
+ * Signed out in another tab, or another person signed in there (the cookie
+ * is shared by the tabs): the page must not keep showing, nor keep acting
+ * for, the earlier person.
+ */
+async function recheckSession() {
+  if (!state.me || document.visibilityState !== 'visible') return;
+  const shown = state.me;
+  const gen = state.sessionGen;
+  let me;
   try {
-    await api('/logout', { method: 'POST', body: {} });
+    me = await api('/me', { anonymous: true });
   } catch (error) {
-    if (error instanceof SessionEnded) return;
+    if (gen !== state.sessionGen || error instanceof SessionEnded) return;
+    if (error instanceof ApiError && error.status === 401) sessionEnded(EXPIRED);
+    return; // a network error: the next action will tell
+  }
+  if (gen !== state.sessionGen || state.me !== shown) return;
+  const grants = (who) => JSON.stringify(who.grants);
+  if (me.username !== shown.username || grants(me) !== grants(shown) || me.must_change_password !== shown.must_change_password) {
+    sessionEnded(EXPIRED); // forget everything shown for the earlier session
+    setSession(me);
+    state.flash = `You are now signed in as ${me.username} (signed in from another tab).`;
+    startRoute();
+  } else if (me.session_expires_at !== shown.session_expires_at) {
+    setSession(me); // signed in again elsewhere: the session ends later now
+  }
+}
+
+async function logout() {
+  const button = $('#logout');
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    // `anonymous`: a 401 here means the session had already ended, which
+    // is what signing out wants.
+    await api('/logout', { method: 'POST', body: {}, anonymous: true });
+  } catch (error) {
+    if (!(error instanceof SessionEnded) && !(error instanceof ApiError && error.status === 401)) {
+      // The session may still be alive on the server, and its cookie in
+      // this browser: do not pretend it is over.
+      renderError($('#error'), new ApiError(error.status, { error: {
+        message: `Signing out failed, so your session may still be active: ${error.message} Try again.`,
+      } }));
+      return;
+    }
+  } finally {
+    button.disabled = false;
   }
   sessionEnded('You are signed out.');
 }
@@ -465,8 +587,7 @@ function renderSignIn(notice) {
       await api('/login', { method: 'POST', body: { username: username.value.trim(), password: password.value }, anonymous: true });
       password.value = '';
       if (!(await loadMe())) throw new ApiError(401, { error: { message: 'Signed in, but the session was not kept: check that cookies are allowed for this site.' } });
-      state.routed = false;
-      route();
+      startRoute();
     } catch (error) {
       if (error instanceof ApiError && error.code === 'invalid_credentials') {
         renderError(errorBox, new ApiError(401, { error: { code: error.code, message: 'The username or password is not correct.' } }));
@@ -571,7 +692,7 @@ function route() {
     id = null;
     history.replaceState(null, '', '#/password');
   }
-  if (!VIEWS[screen]) {
+  if (!Object.hasOwn(VIEWS, screen)) {
     screen = defaultScreen() || 'none';
     id = null;
     if (screen !== 'none') history.replaceState(null, '', `#/${screen}`);
@@ -598,6 +719,20 @@ function route() {
     if (title && !root.contains(document.activeElement)) title.focus();
   }
   state.routed = true;
+}
+
+/**
+ * The first screen of a new session. A screen left in the address by an
+ * earlier session that this person may not use: their own first screen
+ * instead (a bookmark to a screen they may use is kept).
+ */
+function startRoute() {
+  const { screen } = parseHash();
+  if (Object.hasOwn(VIEWS, screen) && screen !== 'password' && !state.screens.has(screen) && defaultScreen()) {
+    history.replaceState(null, '', `#/${defaultScreen()}`);
+  }
+  state.routed = false;
+  route();
 }
 
 function go(hash) {
@@ -636,6 +771,7 @@ function highlightRanges(text, ranges) {
   }
   const last = offsets.length - 1;
   return ranges
+    .filter((range) => Array.isArray(range) && Number.isInteger(range[0]) && Number.isInteger(range[1]) && range[0] >= 0)
     .map(([start, end]) => [offsets[Math.min(start, last)], offsets[Math.min(end, last)]])
     .filter(([start, end]) => end > start)
     .sort((a, b) => a[0] - b[0]);
@@ -697,15 +833,16 @@ function messageText(text, ranges = [], cls = 'hit-text') {
   return box;
 }
 
+/** team / #channel, each isolated so that right-to-left names keep their order. */
 function where(hit) {
-  return h('span', { class: 'hit-where' }, `${hit.team} / #${hit.channel}`);
+  return h('span', { class: 'hit-where' }, h('bdi', null, hit.team), ' / #', h('bdi', null, hit.channel));
 }
 
 function badges(hit) {
   const list = [];
   if (hit.kind && hit.kind !== 'post') list.push(h('span', { class: 'badge badge-kind' }, hit.kind));
   if (hit.parent) list.push(h('span', { class: 'badge badge-reply', title: `reply in the thread of ${hit.parent}` }, 'reply'));
-  if (hit.edited) list.push(h('span', { class: 'badge badge-edited', title: `${hit.versions} text versions` }, 'edited'));
+  if (hit.edited) list.push(h('span', { class: 'badge badge-edited', title: typeof hit.versions === 'number' ? plural(hit.versions, 'text version') : null }, 'edited'));
   if (hit.deleted) list.push(h('span', { class: 'badge badge-deleted' }, 'deleted'));
   return list;
 }
@@ -713,10 +850,12 @@ function badges(hit) {
 function reactionList(reactions) {
   if (!reactions || reactions.length === 0) return null;
   return h('ul', { class: 'reactions', 'aria-label': 'Reactions' }, reactions.map((reaction) => {
-    const users = reaction.users || [];
-    return h('li', { class: 'reaction', title: users.join(', ') },
-      EMOJI[reaction.emoji] ? h('span', { 'aria-hidden': 'true' }, `${EMOJI[reaction.emoji]} `) : null,
-      `:${reaction.emoji}: `, h('span', { class: 'reaction-count' }, String(users.length)));
+    const users = Array.isArray(reaction.users) ? reaction.users : [];
+    const emoji = Object.hasOwn(EMOJI, reaction.emoji) ? EMOJI[reaction.emoji] : null;
+    return h('li', { class: 'reaction', title: users.length ? `by ${users.join(', ')}` : null },
+      emoji ? h('span', { 'aria-hidden': 'true' }, `${emoji} `) : null,
+      `:${reaction.emoji}: `, h('span', { class: 'reaction-count' }, String(users.length)),
+      h('span', { class: 'visually-hidden' }, users.length ? ` (${users.join(', ')})` : ''));
   }));
 }
 
@@ -729,7 +868,7 @@ function fileList(files) {
 }
 
 function kindText(hit, cls) {
-  const words = KIND_WORDS[hit.kind] || hit.kind;
+  const words = Object.hasOwn(KIND_WORDS, hit.kind) ? KIND_WORDS[hit.kind] : hit.kind;
   const extra = hit.emoji ? ` :${hit.emoji}:` : '';
   return h('div', { class: `${cls} system` }, h('p', { class: 'prose' }, `${words}${extra}`));
 }
@@ -759,36 +898,49 @@ function searchState() {
   if (!state.search) {
     state.search = {
       values: { q: '', from: '', in: '', team: '', after: '', before: '', sort: 'newest', versions: 'latest' },
-      sent: null, cursors: [null], page: 1, result: null,
+      sent: null, sentOffset: 0, cursors: [null], page: 1, result: null, resultVersions: 'latest', loading: false,
     };
   }
   return state.search;
 }
 
-/** A field value as the query language wants it: quoted when needed. */
+/**
+ * A field value as the query language wants it (src/search/lexer.rs): bare
+ * when it is a plain run of characters, else in quotes with `\`, `"` and the
+ * curly quotes (which also close a quoted value) escaped.
+ */
 function queryValue(value) {
-  return /^[^\s()"“”*:\\]+$/.test(value) ? value : `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+  return /^[^\s\u0085()"“”*:\\]+$/.test(value) ? value : `"${value.replace(/[\\"“”]/g, '\\$&')}"`;
 }
 
-function clauses(field, values) {
-  const parts = values.map((value) => `${field}:${queryValue(value)}`);
+/** `from:a` or `(from:a OR from:b)`. `strip`: the marker a bare value drops (`@`, `#`), dropped here too. */
+function clauses(field, values, strip) {
+  const parts = values
+    .map((value) => (strip && value.startsWith(strip) ? value.slice(strip.length).trim() : value))
+    .filter(Boolean)
+    .map((value) => `${field}:${queryValue(value)}`);
   return parts.length > 1 ? `(${parts.join(' OR ')})` : parts[0];
 }
 
-/** The query sent: the query box, then the filters as clauses. */
+/**
+ * The query sent: the query box, then the filters as clauses. `offset` is
+ * where the box's text starts in it (1 when grouped in parentheses), to put
+ * the caret of a query error back into the box.
+ */
 function composeQuery(values) {
   const base = values.q.trim();
   const filters = [
-    clauses('from', splitList(values.from)),
-    clauses('in', splitList(values.in)),
+    clauses('from', splitList(values.from), '@'),
+    clauses('in', splitList(values.in), '#'),
     clauses('team', splitList(values.team)),
     values.after ? `after:${values.after}` : null,
     values.before ? `before:${values.before}` : null,
   ].filter(Boolean);
-  if (filters.length === 0) return base;
-  // `a OR b from:x` would mean `a OR (b AND from:x)`: group such a query.
-  const grouped = base && /(^|[\s()])OR([\s()]|$)/.test(base) ? `(${base})` : base;
-  return [grouped, ...filters].filter(Boolean).join(' ');
+  if (filters.length === 0) return { text: base, offset: 0 };
+  // `a OR b from:x` would mean `a OR (b AND from:x)`: group such a query
+  // (an OR inside quotes makes a harmless extra pair of parentheses).
+  const group = base && /(^|[\s()"“”])OR([\s()"“”]|$)/.test(base);
+  return { text: [group ? `(${base})` : base, ...filters].filter(Boolean).join(' '), offset: group ? 1 : 0 };
 }
 
 function viewSearch(root) {
@@ -796,9 +948,9 @@ function viewSearch(root) {
   const v = s.values;
   const q = input('search-q', { type: 'search', value: v.q, placeholder: '"wire transfer" NEAR(5) offshore', 'aria-describedby': 'search-q-hint', enterkeyhint: 'search' });
   const filters = {
-    from: input('filter-from', { value: v.from, placeholder: 'allen-p, bob' }),
-    in: input('filter-in', { value: v.in, placeholder: 'trading' }),
-    team: input('filter-team', { value: v.team, placeholder: 'legal' }),
+    from: input('filter-from', { value: v.from, placeholder: 'allen-p, bob', 'aria-describedby': 'filters-hint' }),
+    in: input('filter-in', { value: v.in, placeholder: 'trading', 'aria-describedby': 'filters-hint' }),
+    team: input('filter-team', { value: v.team, placeholder: 'legal', 'aria-describedby': 'filters-hint' }),
     after: input('filter-after', { type: 'date', value: v.after }),
     before: input('filter-before', { type: 'date', value: v.before }),
     sort: select('search-sort', [['newest', 'Newest first'], ['oldest', 'Oldest first'], ['relevance', 'Relevance']], v.sort),
@@ -822,10 +974,11 @@ function viewSearch(root) {
       field('From (people)', filters.from),
       field('In (channels)', filters.in),
       field('Team', filters.team),
-      field('After (UTC)', filters.after),
-      field('Before (UTC)', filters.before),
+      field('After (UTC)', filters.after, 'That day not included.'),
+      field('Before (UTC)', filters.before, 'That day not included.'),
       field('Sort', filters.sort),
-      field('Versions', filters.versions)));
+      field('Versions', filters.versions)),
+    h('p', { id: 'filters-hint', class: 'hint' }, 'Several people, channels or teams: separate them with commas; any of them matches.'));
   const errorBox = h('div', { id: 'search-error', role: 'alert', class: 'error-box' });
   const sentLine = h('div', { class: 'sent-line', id: 'search-sent-line' });
   const status = h('p', { class: 'results-summary', id: 'search-status', role: 'status', 'aria-live': 'polite' });
@@ -844,26 +997,47 @@ function viewSearch(root) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     readForm();
-    s.sent = composeQuery(v);
+    const composed = composeQuery(v);
+    if (!composed.text) {
+      state.searchSeq += 1; // an answer still on its way is not for this
+      Object.assign(s, { sent: null, sentOffset: 0, result: null, cursors: [null], page: 1, loading: false });
+      fill(sentLine);
+      fill(results);
+      fill($('#search-actions', root));
+      status.textContent = '';
+      results.removeAttribute('aria-busy');
+      fill(errorBox, h('p', { class: 'error-message' }, 'Enter a query or a filter: an empty query is refused rather than matching everything.'));
+      q.focus();
+      return;
+    }
+    s.sent = composed.text;
+    s.sentOffset = composed.offset;
     s.cursors = [null];
     s.page = 1;
     runSearch(root);
   });
   for (const changer of [filters.sort, filters.versions]) {
     changer.addEventListener('change', () => {
+      v.sort = filters.sort.value;
+      v.versions = filters.versions.value;
       if (s.sent === null) return;
-      readForm();
       s.cursors = [null];
       s.page = 1;
       runSearch(root); // sort and versions apply to the query already sent
     });
   }
   if (s.sent !== null) renderSent(root, s.result);
-  if (s.result) renderResults(root);
+  if (s.loading) status.textContent = 'Searching…';
+  else if (s.result) renderResults(root);
   if (!q.value) q.focus();
 }
 
-async function runSearch(root) {
+/**
+ * Runs the search of `s.sent` for page `s.page`. Only the answer to the
+ * latest request is shown: a slow earlier one (a search sent twice, a sort
+ * changed meanwhile) is dropped.
+ */
+async function runSearch(root, { fromPager = false } = {}) {
   const s = searchState();
   const errorBox = $('#search-error', root);
   const area = $('#search-results-area', root);
@@ -871,25 +1045,42 @@ async function runSearch(root) {
   fill(errorBox);
   area.setAttribute('aria-busy', 'true');
   $('#search-status', root).textContent = 'Searching…';
+  const seq = ++state.searchSeq;
+  s.loading = true;
   const sent = s.sent;
+  const versions = s.values.versions;
   renderSent(root, null);
   try {
     const result = await api('/search', {
-      params: { q: sent, sort: s.values.sort, versions: s.values.versions, limit: PAGE_SIZE, cursor: s.cursors[s.page - 1] },
+      params: { q: sent, sort: s.values.sort, versions, limit: PAGE_SIZE, cursor: s.cursors[s.page - 1] },
     });
-    if (s !== state.search || sent !== s.sent) return;
+    if (s !== state.search || seq !== state.searchSeq) return;
     s.result = result;
-    s.resultSort = s.values.sort;
+    s.resultVersions = versions;
+    s.loading = false;
+    // The person may have left the screen and come back meanwhile: draw
+    // into the search screen shown now, if any.
+    root = root.isConnected ? root : $('#view .screen-search');
+    if (!root) return;
     renderResults(root);
+    if (fromPager) {
+      // The pager was replaced: go to the top of the new page.
+      const list = $('#search-results', root);
+      $('.results-bar', root).scrollIntoView({ block: 'start' });
+      list.focus({ preventScroll: true });
+    }
   } catch (error) {
-    if (s !== state.search) return;
+    if (s !== state.search || seq !== state.searchSeq || error instanceof SessionEnded) return;
     s.result = null;
-    fill(area);
+    s.loading = false;
+    root = root.isConnected ? root : $('#view .screen-search');
+    if (!root) return;
+    fill($('#search-results-area', root));
     fill($('#search-actions', root));
     $('#search-status', root).textContent = error instanceof ApiError && error.code === 'bad_query' ? 'The query is not valid.' : 'The search failed.';
     showSearchError(root, error, sent);
   } finally {
-    area.removeAttribute('aria-busy');
+    if (seq === state.searchSeq && root) $('#search-results-area', root).removeAttribute('aria-busy');
   }
 }
 
@@ -897,14 +1088,16 @@ function showSearchError(root, error, sent) {
   const errorBox = $('#search-error', root);
   renderError(errorBox, error, { query: sent });
   if (!(error instanceof ApiError) || typeof error.position !== 'number') return;
-  // Put the caret where the error is, when it falls in the query box.
+  // Put the caret where the error is, when it falls in the query box (and
+  // the box still holds what was sent).
   const q = $('#search-q', root);
   const box = q.value.trim();
-  const offset = sent.startsWith(`(${box})`) ? 1 : sent.startsWith(box) ? 0 : -1;
+  const offset = searchState().sentOffset || 0;
+  const inBox = box !== '' && sent.startsWith(box, offset);
   const index = byteToIndex(sent, error.position) - offset;
   const lead = q.value.length - q.value.trimStart().length;
   q.focus();
-  if (offset >= 0 && index >= 0 && index <= box.length) q.setSelectionRange(lead + index, lead + index);
+  if (inBox && index >= 0 && index <= box.length) q.setSelectionRange(lead + index, lead + index);
   else q.setSelectionRange(q.value.length, q.value.length);
 }
 
@@ -925,34 +1118,40 @@ function renderResults(root) {
   const canHold = state.screens.has('holds');
   const canExport = state.screens.has('exports');
   renderSent(root, result);
+  // The query of these results (not one typed or sent since).
+  const sent = s.sent;
   fill($('#search-status', root),
-    h('span', { id: 'search-total' }, `${result.total} ${result.total === 1 ? 'result' : 'results'}`),
+    h('span', { id: 'search-total' }, plural(result.total, 'result')),
     h('span', { class: 'muted' }, ` · page ${s.page}`));
   fill($('#search-actions', root),
     canHold ? h('button', { type: 'button', id: 'hold-from-search', class: 'btn-secondary', onclick: () => {
-      state.holdDraft = { query: s.sent };
+      state.holdDraft = { query: sent };
       go('#/holds');
     } }, 'Place a hold on these results') : null,
     canExport ? h('button', { type: 'button', id: 'export-from-search', class: 'btn-secondary', onclick: () => {
-      state.exportDraft = { type: 'query', query: s.sent };
+      state.exportDraft = { type: 'query', query: sent };
       go('#/exports');
     } }, 'Export these results') : null);
-  const list = h('ol', { id: 'search-results', class: 'hits', 'aria-label': 'Results' });
+  const list = h('ol', { id: 'search-results', class: 'hits', 'aria-label': `Results, page ${s.page}`, tabindex: '-1' });
   for (const hit of result.hits) append(list, renderHit(root, hit));
   const empty = result.hits.length === 0
     ? h('p', { class: 'empty' }, s.page === 1 ? 'No message in your scope matches this query.' : 'No more results.')
     : null;
+  // A click while a page is loading is ignored: two quick clicks on Next
+  // must not skip a page, nor Previous go below page 1.
   const pager = h('nav', { class: 'pager', 'aria-label': 'Result pages' },
     h('button', { type: 'button', id: 'page-prev', class: 'btn-secondary', disabled: s.page <= 1, onclick: () => {
+      if (s.loading || s.result !== result || s.page <= 1) return;
       s.page -= 1;
-      runSearch(root);
+      runSearch(root, { fromPager: true });
     } }, '← Previous'),
     h('span', { id: 'page-info' }, `page ${s.page}`),
     h('button', { type: 'button', id: 'page-next', class: 'btn-secondary', disabled: !result.next_cursor, onclick: () => {
+      if (s.loading || s.result !== result || !result.next_cursor) return;
       s.cursors[s.page] = result.next_cursor;
       s.cursors.length = s.page + 1;
       s.page += 1;
-      runSearch(root);
+      runSearch(root, { fromPager: true });
     } }, 'Next →'));
   fill(area, list, empty, pager);
 }
@@ -960,7 +1159,10 @@ function renderResults(root) {
 function renderHit(root, hit) {
   const s = searchState();
   const item = h('li', { class: 'hit', dataset: { post: hit.post || '', event: hit.id } }, messageHead(hit));
-  const snippet = hit.snippet || { text: '', highlights: [] };
+  const snippet = {
+    text: hit.snippet && typeof hit.snippet.text === 'string' ? hit.snippet.text : '',
+    highlights: hit.snippet && Array.isArray(hit.snippet.highlights) ? hit.snippet.highlights : [],
+  };
   const hasText = typeof hit.text === 'string' || snippet.text;
   if (!hasText) {
     append(item, kindText(hit, 'hit-text'));
@@ -996,7 +1198,7 @@ function renderHit(root, hit) {
     }
   }
   append(item, reactionList(hit.reactions), fileList(hit.files));
-  if (s.values.versions === 'all' && hit.matched_event_id && hit.matched_event_id !== hit.id) {
+  if (s.resultVersions === 'all' && hit.matched_event_id && hit.matched_event_id !== hit.id) {
     append(item, h('p', { class: 'hint' }, `Matched event ${hit.matched_event_id}`));
   }
   if (hit.post) {
@@ -1045,7 +1247,8 @@ async function openContext(root, hit, opener) {
     panel = h('section', { id: 'context', class: 'context', 'aria-labelledby': 'context-title' });
     append(layout, panel);
   }
-  state.contextOpener = opener;
+  state.contextOpener = opener; // Escape or Close gives the focus back to it
+  const seq = ++state.contextSeq;
   layout.classList.add('has-context');
   document.body.classList.add('context-open');
   panel.hidden = false;
@@ -1055,38 +1258,68 @@ async function openContext(root, hit, opener) {
   fill(panel, h('div', { class: 'context-head' }, title, close), body);
   title.focus();
   try {
-    const data = await api(`/posts/${enc(hit.post)}/context`, { params: { before: 5, after: 5 } });
-    if (!panel.isConnected || panel.hidden) return;
-    title.textContent = `In context: ${data.post.team} / #${data.post.channel}`;
+    const data = await api(`/posts/${segment(hit.post)}/context`, { params: { before: 5, after: 5 } });
+    if (!panel.isConnected || panel.hidden || seq !== state.contextSeq) return;
+    fill(title, 'In context: ', h('bdi', null, data.post.team), ' / #', h('bdi', null, data.post.channel));
     renderContext(body, data);
+    // Scroll the panel (not the page) to the post.
     const focused = $('.msg.focus', body);
-    if (focused) focused.scrollIntoView({ block: 'center' });
+    if (focused) panel.scrollTop = Math.max(0, focused.offsetTop - panel.clientHeight / 3);
   } catch (error) {
+    if (!panel.isConnected || panel.hidden || seq !== state.contextSeq || error instanceof SessionEnded) return;
     fill(body, errorBlock(error));
   } finally {
     body.removeAttribute('aria-busy');
   }
 }
 
+/** Whether the context panel covers the screen (narrow windows, see app.css). */
+function contextIsOverlay() {
+  return window.matchMedia('(max-width: 1100px)').matches;
+}
+
+/** Tab and Shift+Tab stay inside the panel while it covers the screen. */
+function trapContextFocus(event) {
+  const panel = $('#context');
+  if (!panel || panel.hidden || !contextIsOverlay()) return;
+  const focusable = $$('a[href], button:not([disabled]), input, select, textarea, [tabindex]:not([tabindex="-1"])', panel)
+    .filter((node) => node.offsetParent !== null || node === document.activeElement);
+  if (focusable.length === 0) return;
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (!panel.contains(document.activeElement)) {
+    event.preventDefault();
+    first.focus();
+  } else if (event.shiftKey && (document.activeElement === first || document.activeElement === $('#context-title'))) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && document.activeElement === last) {
+    event.preventDefault();
+    first.focus();
+  }
+}
+
 function renderContext(body, data) {
   const post = data.post;
+  data.before = Array.isArray(data.before) ? data.before : [];
+  data.after = Array.isArray(data.after) ? data.after : [];
   const focusId = post.post;
-  const section = (title, ...children) => h('section', { class: 'context-section' }, h('h3', null, title), ...children);
+  const section = (title, ...children) => h('section', { class: 'context-section' }, h('h3', { dir: 'auto' }, title), ...children);
   const channel = h('ol', { class: 'msgs channel-msgs', 'aria-label': 'Channel, oldest first' },
     h('li', { class: 'msg-group' }, h('ol', { id: 'context-before', class: 'msgs' }, data.before.map((hit) => contextMessage(hit, false)))),
     contextMessage(post, true),
     h('li', { class: 'msg-group' }, h('ol', { id: 'context-after', class: 'msgs' }, data.after.map((hit) => contextMessage(hit, false)))));
   const parts = [
-    section(`Channel #${post.channel}: ${data.before.length} before, ${data.after.length} after`,
+    section(['Channel #', h('bdi', null, post.channel), `: ${count(data.before.length)} before, ${count(data.after.length)} after`],
       data.before.length ? null : h('p', { class: 'muted' }, 'Nothing before this message in your scope.'),
       channel),
   ];
   if (data.thread && data.thread.length) {
-    parts.push(section(`Thread${data.thread_root ? ` of ${data.thread_root}` : ''} (${data.thread.length} messages)`,
+    parts.push(section(`Thread${data.thread_root ? ` of ${data.thread_root}` : ''} (${plural(data.thread.length, 'message')})`,
       h('ol', { id: 'context-thread', class: 'msgs' }, data.thread.map((hit) => contextMessage(hit, hit.post === focusId)))));
   }
   if (data.versions && data.versions.length > 1) {
-    parts.push(section(`History: ${data.versions.length} events about this post`, renderVersions(data.versions)));
+    parts.push(section(`History: ${plural(data.versions.length, 'event')} about this post`, renderVersions(data.versions)));
   }
   fill(body, ...parts);
 }
@@ -1159,6 +1392,7 @@ function diffWords(before, after) {
 
 function closeContext(restoreFocus) {
   const panel = $('#context');
+  state.contextSeq += 1;
   document.body.classList.remove('context-open');
   if (!panel || panel.hidden) return;
   panel.hidden = true;
@@ -1185,7 +1419,7 @@ function holdCriteriaList(criteria) {
 }
 
 function statusBadge(status) {
-  return h('span', { class: `status status-${status}` }, status);
+  return h('span', { class: `status status-${token(status)}` }, status);
 }
 
 function viewHolds(root) {
@@ -1220,31 +1454,37 @@ function viewHolds(root) {
 
 async function loadHolds(list, status) {
   list.setAttribute('aria-busy', 'true');
+  // Only the latest load fills the list (the filter changed twice quickly).
+  const seq = String(Number(list.dataset.seq || 0) + 1);
+  list.dataset.seq = seq;
   try {
     const data = await api('/holds', { params: { status } });
+    if (list.dataset.seq !== seq) return;
     const table = h('table', { id: 'holds-list', class: 'data', 'aria-label': 'Legal holds' },
       h('thead', null, h('tr', null, ['Name', 'Matter', 'Status', 'Created by', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', null, data.holds.map((hold) => {
-        const row = h('tr', { dataset: { holdId: String(hold.id) }, class: 'clickable', tabindex: '0' },
-          h('td', { dir: 'auto' }, h('a', { href: `#/holds/${enc(hold.id)}`, tabindex: '-1' }, hold.name)),
+        // The name is the link (Tab, Enter); a click anywhere on the row
+        // opens the hold too.
+        const row = h('tr', { dataset: { holdId: String(hold.id) }, class: 'clickable' },
+          h('td', { dir: 'auto' }, h('a', { href: `#/holds/${enc(hold.id)}` }, hold.name)),
           h('td', { dir: 'auto' }, hold.matter),
           h('td', null, statusBadge(hold.status)),
-          h('td', null, hold.created_by),
+          h('td', { dir: 'auto' }, hold.created_by),
           h('td', null, timeEl(hold.created_at)));
         row.addEventListener('click', (event) => {
-          if (!event.target.closest('a')) go(`#/holds/${enc(hold.id)}`);
-        });
-        row.addEventListener('keydown', (event) => {
-          if (event.key === 'Enter' && event.target === row) go(`#/holds/${enc(hold.id)}`);
+          if (event.target.closest('a, button, input, select, textarea')) return;
+          if (String(window.getSelection() || '')) return; // selecting text is not a click
+          go(`#/holds/${enc(hold.id)}`);
         });
         return row;
       })));
     fill(list, tableWrap(table),
       data.holds.length ? null : h('p', { class: 'empty' }, status === 'all' ? 'No hold yet.' : `No ${status} hold.`));
   } catch (error) {
+    if (list.dataset.seq !== seq || error instanceof SessionEnded) return;
     fill(list, errorBlock(error));
   } finally {
-    list.removeAttribute('aria-busy');
+    if (list.dataset.seq === seq) list.removeAttribute('aria-busy');
   }
 }
 
@@ -1278,7 +1518,7 @@ function holdForm(draft, onClose) {
       field('Name', input('hold-name', { required: true }), 'Unique, e.g. "Acme v. Initech: trading desk".'),
       field('Matter', input('hold-matter', { required: true }), 'The case or matter reference.'),
       h('div', { class: 'field span-2' }, h('label', { for: 'hold-reason' }, 'Reason'),
-        h('textarea', { id: 'hold-reason', name: 'hold-reason', rows: '2', required: true }))),
+        h('textarea', { id: 'hold-reason', name: 'hold-reason', rows: '2', required: true, autocomplete: 'off' }))),
     h('fieldset', null, h('legend', null, 'What the hold covers (at least one; all given must match)'),
       h('div', { class: 'grid-2' },
         field('Custodians', input('hold-custodians'), 'User names, comma separated.'),
@@ -1329,12 +1569,19 @@ async function viewHoldDetail(root, id) {
   append(root, back, section);
   let hold;
   try {
-    hold = await api(`/holds/${enc(id)}`);
+    hold = await api(`/holds/${segment(id)}`);
   } catch (error) {
+    if (error instanceof SessionEnded) return;
+    const focusTitle = section.contains(document.activeElement);
     fill(section, h('h1', { tabindex: '-1' }, `Hold ${id}`), errorBlock(error));
     section.removeAttribute('aria-busy');
+    if (focusTitle) $('h1', section).focus();
     return;
   }
+  if (!section.isConnected) return;
+  // The heading shown while loading had the focus after the navigation:
+  // give it to the new one.
+  const focusTitle = section.contains(document.activeElement) || document.activeElement === document.body;
   section.removeAttribute('aria-busy');
   const held = hold.held;
   const counts = held
@@ -1344,7 +1591,7 @@ async function viewHoldDetail(root, id) {
     ].map(([label, n]) => h('div', null, h('dt', null, label), h('dd', null, count(n)))))
     : null;
   const errorBox = h('div', { class: 'error-box', role: 'alert', id: 'hold-release-error' });
-  const exportButton = state.screens.has('exports')
+  const exportButton = state.screens.has('exports') && hold.status === 'active'
     ? h('button', { type: 'button', id: 'export-from-hold', class: 'btn-secondary', onclick: () => {
       state.exportDraft = { type: 'hold', hold: String(hold.id), name: hold.name };
       go('#/exports');
@@ -1360,6 +1607,7 @@ async function viewHoldDetail(root, id) {
     ]),
     h('h2', null, 'Criteria'), holdCriteriaList(hold.criteria),
     h('h2', null, 'What it keeps now'), counts || h('p', { class: 'muted' }, 'Counts are not available.'));
+  if (focusTitle) $('h1', section).focus();
   if (hold.status === 'active') {
     const reason = input('hold-release-reason', { required: true });
     const release = h('button', { type: 'submit', id: 'hold-release', class: 'btn-danger' }, 'Release the hold');
@@ -1379,7 +1627,7 @@ async function viewHoldDetail(root, id) {
       }
       release.disabled = true;
       try {
-        await api(`/holds/${enc(hold.id)}/release`, { method: 'POST', body: { reason: reason.value.trim() } });
+        await api(`/holds/${segment(hold.id)}/release`, { method: 'POST', body: { reason: reason.value.trim() } });
         state.flash = `Hold “${hold.name}” is released.`;
         route();
       } catch (error) {
@@ -1464,12 +1712,19 @@ function exportForm(draft, onStarted) {
     submit.disabled = true;
     try {
       const started = await api('/exports', { method: 'POST', body });
+      if (!form.isConnected) return;
       notify(`Export ${started.id} started. It appears below; it can be downloaded once done.`);
       onStarted();
     } catch (error) {
+      if (error instanceof SessionEnded || !form.isConnected) return;
       const query = body.source.type === 'query' ? body.source.query : undefined;
       renderError(errorBox, error, { query });
-      markInvalid(form, error instanceof ApiError ? fieldInput(EXPORT_FIELD_INPUTS, error.field, form) : null);
+      const target = error instanceof ApiError ? fieldInput(EXPORT_FIELD_INPUTS, error.field, form) : null;
+      markInvalid(form, target);
+      if (target && target.id === 'export-query' && error.code === 'bad_query' && typeof error.position === 'number') {
+        const at = byteToIndex(query, error.position) + (target.value.length - target.value.trimStart().length);
+        target.setSelectionRange(at, at);
+      }
     } finally {
       submit.disabled = false;
     }
@@ -1494,12 +1749,16 @@ function renderExportSource(source, type, draft) {
       ? `Everything legal hold “${fromDraft.name || fromDraft.hold}” (#${fromDraft.hold}) keeps now.`
       : 'Everything the chosen legal hold keeps now.');
     fill(source, summary, field('Legal hold', holdSelect));
-    api('/holds', { params: { status: 'all' } }).then((data) => {
+    // Only an active hold can be exported (a released one holds nothing).
+    api('/holds', { params: { status: 'active' } }).then((data) => {
+      if (!holdSelect.isConnected) return;
       for (const hold of data.holds) {
         if (fromDraft && String(hold.id) === fromDraft.hold) continue;
-        append(holdSelect, h('option', { value: String(hold.id) }, `${hold.name} (#${hold.id}, ${hold.status})`));
+        append(holdSelect, h('option', { value: String(hold.id) }, `${hold.name} (#${hold.id})`));
       }
-    }).catch(showError);
+    }).catch((error) => {
+      if (holdSelect.isConnected) showError(error);
+    });
   } else {
     fill(source,
       h('p', { class: 'source-summary' }, 'Every event in the time range, limited to the people, teams and channels given.'),
@@ -1555,25 +1814,32 @@ function exportBody(form, type) {
 
 async function loadExports(list) {
   list.setAttribute('aria-busy', 'true');
+  const seq = String(Number(list.dataset.seq || 0) + 1);
+  list.dataset.seq = seq;
   try {
     const data = await api('/exports', { params: { limit: 100 } });
+    if (list.dataset.seq !== seq || !list.isConnected) return;
     const table = h('table', { id: 'exports-list', class: 'data', 'aria-label': 'Exports, newest first' },
       h('thead', null, h('tr', null, ['Export', 'Started', 'By', 'Source', 'Formats', 'Status', 'Events', ''].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', null, data.exports.map(exportRow)));
     fill(list, tableWrap(table), data.exports.length ? null : h('p', { class: 'empty' }, 'No export yet.'));
     pollExports(list);
   } catch (error) {
+    if (list.dataset.seq !== seq || error instanceof SessionEnded) return;
     fill(list, errorBlock(error));
   } finally {
-    list.removeAttribute('aria-busy');
+    if (list.dataset.seq === seq) list.removeAttribute('aria-busy');
   }
 }
 
 function exportStatus(exp) {
-  const cell = h('span', { class: 'export-status-cell' }, h('span', { class: `export-status status status-${exp.status}` }, exp.status));
+  const cell = h('span', { class: 'export-status-cell' }, h('span', { class: `export-status status status-${token(exp.status)}` }, exp.status));
   if (exp.status === 'running' && exp.progress) {
-    const { stage, exported, total } = exp.progress;
-    const bar = h('progress', { class: 'export-progress', max: String(Math.max(total, 1)), value: String(Math.min(exported, Math.max(total, 1))), 'aria-label': `Progress of ${exp.id}` });
+    const stage = exp.progress.stage || '';
+    const total = Number.isFinite(exp.progress.total) ? exp.progress.total : 0;
+    const exported = Number.isFinite(exp.progress.exported) ? exp.progress.exported : 0;
+    const max = Math.max(total, 1);
+    const bar = h('progress', { class: 'export-progress', max: String(max), value: String(Math.min(Math.max(exported, 0), max)), 'aria-label': `Progress of ${exp.id}` });
     append(cell, bar, h('span', { class: 'muted progress-text' }, ` ${stage}${total ? ` ${count(exported)} / ${count(total)}` : ''}`));
   } else if (exp.status === 'running') {
     append(cell, h('progress', { class: 'export-progress', 'aria-label': `Progress of ${exp.id}` }));
@@ -1585,16 +1851,20 @@ function exportStatus(exp) {
 function exportActions(exp, onChange) {
   const cell = [];
   if (exp.status === 'done') {
-    cell.push(h('a', { class: 'export-download btn-secondary', href: `${API}/exports/${enc(exp.id)}/download`, download: `${exp.id}.zip` }, 'Download'));
+    cell.push(h('a', { class: 'export-download btn-secondary', href: `${API}/exports/${enc(exp.id)}/download`, download: `${exp.id}.zip`, 'aria-label': `Download export ${exp.id}` }, 'Download'));
   }
   if (exp.status === 'running') {
-    cell.push(h('button', { type: 'button', class: 'export-cancel btn-quiet', onclick: async (event) => {
-      event.currentTarget.disabled = true;
+    cell.push(h('button', { type: 'button', class: 'export-cancel btn-quiet', 'aria-label': `Cancel export ${exp.id}`, onclick: async (event) => {
+      const button = event.currentTarget;
+      if (button.disabled) return;
+      button.disabled = true;
       try {
-        await api(`/exports/${enc(exp.id)}/cancel`, { method: 'POST', body: {} });
+        await api(`/exports/${segment(exp.id)}/cancel`, { method: 'POST', body: {} });
         notify(`Export ${exp.id} is being cancelled.`);
       } catch (error) {
+        if (error instanceof SessionEnded) return;
         showError(error);
+        button.disabled = false;
       }
       onChange();
     } }, 'Cancel'));
@@ -1609,36 +1879,54 @@ function exportRow(exp) {
   append(row,
     h('td', null, h('a', { href: `#/exports/${enc(exp.id)}` }, exp.id)),
     h('td', null, timeEl(exp.created_at_ms)),
-    h('td', null, exp.requested_by),
-    h('td', { class: 'source-cell', dir: 'auto' }, describeSource(request.source), request.matter ? h('div', { class: 'muted' }, `matter: ${request.matter}`) : null),
+    h('td', { dir: 'auto' }, exp.requested_by),
+    h('td', { class: 'source-cell', dir: 'auto' }, describeSource(request.source), request.matter ? h('div', { class: 'muted' }, 'matter: ', h('bdi', null, request.matter)) : null),
     h('td', null, (request.formats || []).join(', ')),
     h('td', { class: 'status-cell' }, exportStatus(exp)),
-    h('td', { class: 'num' }, count(exp.events), exp.warnings ? h('div', { class: 'warn-text' }, `${count(exp.warnings)} warnings`) : null),
+    h('td', { class: 'num' }, count(exp.events), exp.warnings ? h('div', { class: 'warn-text' }, plural(exp.warnings, 'warning')) : null),
     h('td', { class: 'actions-cell' }, exportActions(exp, refresh)));
   return row;
 }
 
+/** Re-reads one export and redraws its row; false when that failed. */
 async function refreshExportRow(row, id) {
   try {
-    const exp = await api(`/exports/${enc(id)}`);
-    if (!row.isConnected) return;
-    const hadFocus = row.contains(document.activeElement);
+    const exp = await api(`/exports/${segment(id)}`);
+    if (!row.isConnected) return true;
+    const focused = row.contains(document.activeElement) ? document.activeElement : null;
     const next = exportRow(exp);
     row.replaceWith(next);
-    if (hadFocus) $('a', next).focus();
+    if (focused) {
+      // Keep the focus on the same control, or the next best in the row.
+      const same = focused.classList.contains('export-download') || focused.classList.contains('export-cancel')
+        ? $('.export-download, .export-cancel', next)
+        : $('a', next);
+      (same || $('a', next)).focus();
+    }
+    return true;
   } catch (error) {
-    showError(error);
+    if (!(error instanceof SessionEnded) && row.isConnected) showError(error);
+    return false;
   }
 }
 
-/** While any export is running, refreshes the running ones every second. */
+/**
+ * While any export is running, refreshes the running ones every second.
+ * One chain of timers at a time: a new one (the list reloaded) or
+ * stopPolling() (navigation, sign-out) ends the old one, even in the middle
+ * of a tick.
+ */
 function pollExports(list) {
   stopPolling();
+  const gen = state.pollGen;
   const tick = async () => {
+    if (gen !== state.pollGen || !list.isConnected) return;
     const running = $$('#exports-list tr[data-export-id]', list).filter((row) => $('.status-running', row));
-    if (!list.isConnected || running.length === 0) return;
-    await Promise.all(running.map((row) => refreshExportRow(row, row.dataset.exportId)));
-    if (list.isConnected) state.pollTimer = setTimeout(tick, 1000);
+    if (running.length === 0) return;
+    const results = await Promise.all(running.map((row) => refreshExportRow(row, row.dataset.exportId)));
+    if (gen !== state.pollGen || !list.isConnected) return;
+    if (results.every((ok) => !ok)) return; // the server refuses or is gone: stop, the error is shown
+    state.pollTimer = setTimeout(tick, 1000);
   };
   state.pollTimer = setTimeout(tick, 1000);
 }
@@ -1646,24 +1934,33 @@ function pollExports(list) {
 function stopPolling() {
   clearTimeout(state.pollTimer);
   state.pollTimer = 0;
+  state.pollGen += 1;
 }
 
 async function viewExportDetail(root, id) {
   const section = h('section', { id: 'export-detail', 'aria-busy': 'true' }, h('h1', { tabindex: '-1' }, `Export ${id}`));
   append(root, h('p', { class: 'crumbs' }, h('a', { href: '#/exports' }, '← Exports')), section);
+  // One load at a time drives the polling: a newer load (the Cancel button,
+  // the next tick) makes an older one's answer moot.
+  let latest = 0;
   const load = async () => {
+    const seq = ++latest;
+    stopPolling();
+    const gen = state.pollGen;
     let exp;
     try {
-      exp = await api(`/exports/${enc(id)}`);
+      exp = await api(`/exports/${segment(id)}`);
     } catch (error) {
+      if (error instanceof SessionEnded || seq !== latest || !section.isConnected) return;
+      const focusTitle = section.contains(document.activeElement);
       fill(section, h('h1', { tabindex: '-1' }, `Export ${id}`), errorBlock(error));
+      if (focusTitle) $('h1', section).focus();
       return;
     } finally {
-      section.removeAttribute('aria-busy');
+      if (seq === latest) section.removeAttribute('aria-busy');
     }
-    if (!section.isConnected) return;
+    if (seq !== latest || gen !== state.pollGen || !section.isConnected) return;
     renderExportDetail(section, exp, load);
-    stopPolling();
     if (exp.status === 'running') state.pollTimer = setTimeout(load, 1000);
   };
   await load();
@@ -1671,7 +1968,7 @@ async function viewExportDetail(root, id) {
 
 function renderExportDetail(section, exp, reload) {
   const request = exp.request || {};
-  const hadFocus = section.contains(document.activeElement);
+  const focused = section.contains(document.activeElement) ? document.activeElement : null;
   const manifest = exp.manifest;
   fill(section,
     h('div', { class: 'screen-head' }, h('h1', { tabindex: '-1' }, `Export ${exp.id}`),
@@ -1687,7 +1984,7 @@ function renderExportDetail(section, exp, reload) {
       ['Started', timeEl(exp.created_at_ms)],
       ['Finished', exp.finished_at_ms ? timeEl(exp.finished_at_ms) : null],
       ['Events exported', count(exp.events)],
-      ['Warnings', exp.warnings ? `${count(exp.warnings)} (listed in warnings.jsonl in the package)` : 'none'],
+      ['Warnings', exp.warnings ? `${plural(exp.warnings, 'warning')} (listed in warnings.jsonl in the package)` : 'none'],
       ['Archive sequence range', exp.seq_from !== null && exp.seq_from !== undefined ? `${exp.seq_from} – ${exp.seq_to}` : null],
       ['Manifest SHA-256', exp.manifest_sha256 ? h('code', { class: 'hash' }, exp.manifest_sha256) : null],
       ['Error', exp.error],
@@ -1699,7 +1996,13 @@ function renderExportDetail(section, exp, reload) {
     manifest
       ? h('pre', { id: 'export-manifest', class: 'json', tabindex: '0', 'aria-label': 'Manifest JSON' }, JSON.stringify(manifest, null, 2))
       : h('p', { class: 'muted' }, exp.status === 'running' ? 'The manifest is written when the export is sealed.' : 'This export has no manifest.'));
-  if (hadFocus) $('h1', section).focus();
+  if (focused) {
+    // Polling redraws the page every second: keep the focus where it was
+    // (the Cancel button becomes Download when the export is done).
+    const same = focused.id ? $(`#${CSS.escape(focused.id)}`, section)
+      : focused.matches('.export-cancel, .export-download') ? $('.export-cancel, .export-download', section) : null;
+    (same || $('h1', section)).focus();
+  }
 }
 
 // ------------------------------------------------------------ retention
@@ -1735,12 +2038,12 @@ async function loadPolicies(section) {
       h('thead', null, h('tr', null, ['Policy', 'Applies to', 'Kinds', 'Delete after', 'Kept at least', 'Defined in'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', null, (data.policies || []).map((policy) => h('tr', null,
         h('td', null, policy.name),
-        h('td', null, policy.channel ? `channel ${policy.team}/${policy.channel}` : policy.team ? `team ${policy.team}` : 'everything'),
-        h('td', null, policy.kinds ? policy.kinds.join(', ') : 'all kinds'),
-        h('td', null, policy.keep_days === null || policy.keep_days === undefined ? 'never' : `${count(policy.keep_days)} days`),
-        h('td', null, policy.min_keep_days ? `${count(policy.min_keep_days)} days` : '–'),
-        h('td', null, h('code', null, `${policy.source}:${policy.line}`))))));
-    fill(section, title, h('p', { class: 'muted' }, 'Digest of the policy set: ', h('code', { class: 'hash' }, data.digest)),
+        h('td', { dir: 'auto' }, policy.channel ? `channel ${policy.team}/${policy.channel}` : policy.team ? `team ${policy.team}` : 'everything'),
+        h('td', null, Array.isArray(policy.kinds) && policy.kinds.length ? policy.kinds.join(', ') : 'all kinds'),
+        h('td', null, typeof policy.keep_days === 'number' ? plural(policy.keep_days, 'day') : 'never'),
+        h('td', null, policy.min_keep_days ? plural(policy.min_keep_days, 'day') : '–'),
+        h('td', null, policy.source ? h('code', null, policy.line ? `${policy.source}:${policy.line}` : policy.source) : '–')))));
+    fill(section, title, data.digest ? h('p', { class: 'muted' }, 'Digest of the policy set: ', h('code', { class: 'hash' }, data.digest)) : null,
       tableWrap(table), (data.policies || []).length ? null : h('p', { class: 'empty' }, 'No policy: nothing is ever deleted.'));
   } catch (error) {
     fill(section, title, errorBlock(error));
@@ -1756,9 +2059,12 @@ async function loadRuns(area, detail) {
         const open = h('button', { type: 'button', class: 'btn-link open-run' }, `Run ${run.run_id}`);
         const row = h('tr', { dataset: { runId: String(run.run_id) }, class: 'clickable' },
           h('td', null, open), h('td', null, timeEl(run.started_at_ms)), h('td', null, timeEl(run.finished_at_ms)),
-          h('td', null, run.as_of), h('td', null, run.started_by), h('td', null, run.trigger),
+          h('td', null, run.as_of), h('td', { dir: 'auto' }, run.started_by), h('td', null, run.trigger),
           h('td', null, statusBadge(run.status)), h('td', null, run.stage));
-        row.addEventListener('click', () => showRun(detail, run.run_id, row));
+        row.addEventListener('click', (event) => {
+          if (event.target !== open && String(window.getSelection() || '')) return; // selecting text is not a click
+          showRun(detail, run.run_id, row, open);
+        });
         return row;
       })));
     fill(area, tableWrap(table), (data.runs || []).length ? null : h('p', { class: 'empty' }, 'No run yet.'));
@@ -1767,12 +2073,17 @@ async function loadRuns(area, detail) {
   }
 }
 
-async function showRun(detail, runId, row) {
-  for (const other of $$('#retention-runs tr[aria-selected]')) other.removeAttribute('aria-selected');
-  row.setAttribute('aria-selected', 'true');
+async function showRun(detail, runId, row, button) {
+  for (const other of $$('#retention-runs tr.selected')) other.classList.remove('selected');
+  for (const other of $$('#retention-runs button[aria-pressed]')) other.setAttribute('aria-pressed', 'false');
+  row.classList.add('selected');
+  button.setAttribute('aria-pressed', 'true');
   fill(detail, h('p', { class: 'muted' }, 'Loading…'));
+  const seq = String(Number(detail.dataset.seq || 0) + 1);
+  detail.dataset.seq = seq;
   try {
-    const run = await api(`/retention/runs/${enc(runId)}`);
+    const run = await api(`/retention/runs/${segment(runId)}`);
+    if (detail.dataset.seq !== seq || !detail.isConnected) return;
     const heading2 = h('h3', { tabindex: '-1' }, `Run ${run.run_id}`);
     fill(detail, h('div', { class: 'card' }, heading2,
       details([['Status', run.status], ['Stage', run.stage], ['As of', run.as_of], ['Started by', run.started_by], ['Trigger', run.trigger]]),
@@ -1781,14 +2092,18 @@ async function showRun(detail, runId, row) {
         run.certificate ? JSON.stringify(run.certificate, null, 2) : 'No certificate: the run did not finish.')));
     heading2.focus();
   } catch (error) {
+    if (detail.dataset.seq !== seq || error instanceof SessionEnded) return;
     fill(detail, errorBlock(error));
   }
 }
 
 async function loadPlan(area, asOf) {
   fill(area, h('p', { class: 'muted' }, 'Planning…'));
+  const seq = String(Number(area.dataset.seq || 0) + 1);
+  area.dataset.seq = seq;
   try {
     const plan = await api('/retention/plan', { params: { as_of: asOf } });
+    if (area.dataset.seq !== seq || !area.isConnected) return;
     const row = (label, value, cls) => h('tr', { class: cls }, h('th', { scope: 'row' }, label), h('td', { class: 'num' }, value));
     const group = (label) => h('tr', { class: 'group' }, h('th', { scope: 'rowgroup', colspan: '2' }, label));
     const table = h('table', { id: 'retention-plan', class: 'data plan', 'aria-label': `Retention plan as of ${plan.as_of}` },
@@ -1806,11 +2121,12 @@ async function loadPlan(area, asOf) {
         ? h('tbody', null, group('Kept by hold'), plan.kept_by_holds.map((k) => row(`${k.name} (#${k.hold_id}, ${k.matter})`, count(k.events))))
         : null);
     const floors = (plan.lowered_floors || []).map((f) => h('li', null,
-      `${f.scope_key} ${f.kind}: floor lowered from ${f.old_days} days (${f.old_policy}) to ${f.new_days} days${f.new_policy ? ` (${f.new_policy})` : ''}`));
+      `${f.scope_key} ${f.kind}: floor lowered from ${plural(f.old_days, 'day')} (${f.old_policy}) to ${plural(f.new_days, 'day')}${f.new_policy ? ` (${f.new_policy})` : ''}`));
     fill(area, tableWrap(table),
       plan.refused ? h('p', { class: 'notice-box warn' }, 'A run would be refused: the policy set lowers a retention floor.') : null,
       floors.length ? h('ul', { class: 'floors' }, floors) : null);
   } catch (error) {
+    if (area.dataset.seq !== seq || error instanceof SessionEnded) return;
     fill(area, errorBlock(error));
   }
 }
@@ -1849,25 +2165,40 @@ function viewAudit(root) {
     form, errorBox, status, tableWrap(table), h('div', { class: 'actions' }, more));
   let cursor = null;
   let filters = auditFilters(form);
+  // Only the latest request's answer is shown: new filters while "More
+  // records" is loading must not append the old selection to the new one.
+  let latest = 0;
   const load = async (next) => {
+    const seq = ++latest;
     fill(errorBox);
     more.disabled = true;
+    if (!next) status.textContent = 'Loading…';
     try {
       const data = await api('/audit', { params: { ...filters, cursor: next ? cursor : undefined, limit: 100 } });
+      if (seq !== latest || !tbody.isConnected) return;
       if (!next) fill(tbody);
-      for (const record of data.records) append(tbody, auditRow(record));
+      for (const record of data.records || []) append(tbody, auditRow(record));
       cursor = data.next_cursor ?? null;
       more.hidden = cursor === null;
-      status.textContent = `${count(tbody.rows.length)} records shown${cursor === null ? '' : ', more available'}.`;
+      const shown = tbody.rows.length;
+      status.textContent = shown === 0
+        ? 'No record matches these filters.'
+        : `${plural(shown, 'record')} shown${cursor === null ? '' : ', more available'}.`;
     } catch (error) {
+      if (seq !== latest || error instanceof SessionEnded) return;
+      if (!next) {
+        fill(tbody);
+        more.hidden = true;
+        status.textContent = '';
+      }
       renderError(errorBox, error);
     } finally {
-      more.disabled = false;
+      if (seq === latest) more.disabled = false;
     }
   };
   const exportLink = () => {
     const params = new URLSearchParams({ format: 'csv' });
-    for (const [key, value] of Object.entries(filters)) if (value && key !== 'order') params.set(key, value);
+    for (const [key, value] of Object.entries(filters)) if (value) params.set(key, value);
     $('#audit-export', form).href = `${API}/audit?${params}`;
   };
   form.addEventListener('submit', (event) => {
@@ -1882,16 +2213,16 @@ function viewAudit(root) {
 }
 
 function paramsSummary(params) {
-  if (!params || typeof params !== 'object') return String(params ?? '');
+  if (params === null || params === undefined) return '–';
+  if (typeof params !== 'object') return truncate(String(params), 200);
   const parts = [];
   if (params.method && params.path) parts.push(`${params.method} ${params.path}${params.status ? ` → ${params.status}` : ''}`);
   for (const [key, value] of Object.entries(params)) {
     if (['method', 'path', 'status', 'query_string'].includes(key)) continue;
-    let text = typeof value === 'string' ? value : JSON.stringify(value);
-    if (text.length > 80) text = `${text.slice(0, 79)}…`;
-    parts.push(`${key}: ${text}`);
+    const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+    parts.push(`${key}: ${truncate(text, 80)}`);
   }
-  return parts.join(' · ');
+  return parts.join(' · ') || '(none)';
 }
 
 function auditRow(record) {
@@ -1901,9 +2232,9 @@ function auditRow(record) {
     h('td', { dir: 'auto' }, record.actor, record.client ? h('div', { class: 'muted' }, record.client) : null),
     h('td', null, record.role || '–'),
     h('td', null, h('code', null, record.action)),
-    h('td', null, h('span', { class: `outcome outcome-${record.outcome}` }, record.outcome)),
+    h('td', null, h('span', { class: `outcome outcome-${token(record.outcome)}` }, record.outcome)),
     h('td', { class: 'params' }, h('details', null, h('summary', null, paramsSummary(record.params)),
-      h('pre', { class: 'json' }, JSON.stringify(record.params, null, 2)))),
+      h('pre', { class: 'json', tabindex: '0' }, JSON.stringify(record.params, null, 2)))),
     h('td', { dir: 'auto' }, record.detail || ''));
 }
 
@@ -1919,6 +2250,10 @@ function isTyping(target) {
 }
 
 function onKeydown(event) {
+  if (event.key === 'Tab') {
+    trapContextFocus(event);
+    return;
+  }
   if (event.key === 'Escape') {
     if ($('#context') && !$('#context').hidden) {
       event.preventDefault();
@@ -1944,6 +2279,7 @@ function onKeydown(event) {
 
 async function boot() {
   window.addEventListener('hashchange', route);
+  document.addEventListener('visibilitychange', recheckSession);
   document.addEventListener('keydown', onKeydown);
   $('#logout').addEventListener('click', logout);
   $('#nav-toggle').addEventListener('click', () => {
