@@ -9,15 +9,20 @@
 //! syntax error points at the offending character; each role sees its own
 //! screens; a wrong password and a session ended behind the console's back
 //! send the person to the sign-in form; and the search screen fits a phone.
+//! One test runs `holdfast serve` against a real OpenLDAP slapd instead of
+//! the demo: a person of the directory signs in with the directory's
+//! password and sees only the team their group grants.
 //!
 //! Needs Chromium and chromedriver (Debian packages `chromium` and
-//! `chromium-driver`): a missing one fails the tests, it never skips them.
+//! `chromium-driver`), and for the LDAP test slapd and ldap-utils: a
+//! missing one fails the tests, it never skips them.
 //! `HOLDFAST_SCREENSHOTS=<dir>` saves screenshots of each screen there. A
 //! failing test saves a screenshot, the page source and the browser's log
 //! to a directory it names.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod helpers;
+mod slapd;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,12 +38,24 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
+use slapd::{Slapd, SlapdOptions};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Events in the demo's generated archive.
 const DEMO_EVENTS: &str = "3000";
-/// How long the demo may take to generate its archive and listen.
+/// Events generated into the LDAP test's archive.
+const LDAP_EVENTS: &str = "2000";
+/// The team of the LDAP group `compliance`'s officers.
+const LDAP_TEAM: &str = "energy-trading";
+/// People of the example LDAP directory and their passwords: `allen-p`
+/// is in the group `compliance` (an officer of [`LDAP_TEAM`]);
+/// `derrick-j` is in no group that grants a role.
+const LDAP_PEOPLE: [(&str, &str); 2] = [
+    ("allen-p", "Gas-Desk-Houston-2001"),
+    ("derrick-j", "General-Counsel-1"),
+];
+/// How long the server may take to generate its archive and listen.
 const SERVER_START: Duration = Duration::from_secs(120);
 /// How long an element or a state of the page may take to appear.
 const UI_WAIT: Duration = Duration::from_secs(15);
@@ -110,28 +127,36 @@ fn free_port() -> u16 {
         .port()
 }
 
-// ------------------------------------------------------------------ the demo server
+// ------------------------------------------------------------------ the server
 
-/// `holdfast demo` on a fresh data directory, killed when dropped.
-struct Demo {
+/// A holdfast server the console talks to, on a fresh data directory,
+/// killed when dropped: `holdfast demo` ([`Server::demo`]), or `holdfast
+/// serve` with a configuration of the test's own ([`Server::ldap`]).
+struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     base: String,
-    /// username -> password, from `demo-credentials.txt`.
+    /// username -> password of the people the tests sign in as.
     passwords: BTreeMap<String, String>,
     /// Everything the server wrote on stderr (for failure messages).
     stderr: Arc<Mutex<String>>,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
+    /// The LDAP directory the server signs people in against, if any
+    /// (dropped after the server is killed).
+    _directory: Option<Slapd>,
 }
 
-impl Demo {
-    fn start() -> Demo {
-        let data_dir = tempfile::tempdir().unwrap();
-        // helpers::holdfast clears HOLDFAST_* (so HOLDFAST_CONSOLE_DIR is
-        // unset: the console embedded in the binary is what is tested).
-        let mut command = helpers::holdfast(data_dir.path());
+impl Server {
+    /// Starts `command` (a `holdfast` command that serves on
+    /// 127.0.0.1:0) and waits for its `listening on http://ADDR` line.
+    /// `what` names it in failure messages.
+    fn spawn(
+        what: &str,
+        command: &mut std::process::Command,
+        data_dir: tempfile::TempDir,
+        directory: Option<Slapd>,
+    ) -> Server {
         command
-            .args(["demo", "--listen", "127.0.0.1:0", "--events", DEMO_EVENTS])
             .env("HOLDFAST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -154,45 +179,65 @@ impl Demo {
                 }
             });
         }
+        // From here on the guard owns the child: a panic kills it.
+        let mut server = Server {
+            child,
+            base: String::new(),
+            passwords: BTreeMap::new(),
+            stderr,
+            data_dir,
+            _directory: directory,
+        };
         let deadline = Instant::now() + SERVER_START;
-        let base = loop {
+        server.base = loop {
             match receiver.recv_timeout(Duration::from_millis(200)) {
                 Ok(address) => break address,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().ok();
+                    let status = server.child.wait().ok();
                     panic!(
-                        "`holdfast demo` ended ({status:?}) without printing `listening on`:\n{}",
-                        stderr.lock().unwrap()
+                        "`{what}` ended ({status:?}) without printing `listening on`:\n{}",
+                        server.stderr.lock().unwrap()
                     );
                 }
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = server.child.try_wait() {
                 panic!(
-                    "`holdfast demo` exited ({status}) before listening:\n{}",
-                    stderr.lock().unwrap()
+                    "`{what}` exited ({status}) before listening:\n{}",
+                    server.stderr.lock().unwrap()
                 );
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "`holdfast demo` did not print `listening on http://ADDR` within {SERVER_START:?}:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
+            assert!(
+                Instant::now() < deadline,
+                "`{what}` did not print `listening on http://ADDR` within {SERVER_START:?}:\n{}",
+                server.stderr.lock().unwrap()
+            );
         };
         assert!(
-            base.starts_with("http://"),
-            "`holdfast demo` printed `listening on {base}`, expected http://ADDR"
+            server.base.starts_with("http://"),
+            "`{what}` printed `listening on {}`, expected http://ADDR",
+            server.base
         );
-        let credentials_path = data_dir.path().join("demo-credentials.txt");
+        server
+    }
+
+    /// `holdfast demo`: a generated archive and one sample person of each
+    /// role, whose passwords are in `demo-credentials.txt`.
+    fn demo() -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        // helpers::holdfast clears HOLDFAST_* (so HOLDFAST_CONSOLE_DIR is
+        // unset: the console embedded in the binary is what is tested).
+        let mut command = helpers::holdfast(data_dir.path());
+        command.args(["demo", "--listen", "127.0.0.1:0", "--events", DEMO_EVENTS]);
+        let mut server = Server::spawn("holdfast demo", &mut command, data_dir, None);
+        let credentials_path = server.data_dir.path().join("demo-credentials.txt");
         let credentials = std::fs::read_to_string(&credentials_path).unwrap_or_else(|error| {
             panic!(
                 "`holdfast demo` listens but {} is unreadable: {error}",
                 credentials_path.display()
             )
         });
-        let passwords: BTreeMap<String, String> = credentials
+        server.passwords = credentials
             .lines()
             .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
             .map(|line| {
@@ -207,17 +252,106 @@ impl Demo {
             .collect();
         for user in ["admin", "officer", "scoped-officer", "counsel", "auditor"] {
             assert!(
-                passwords.contains_key(user),
+                server.passwords.contains_key(user),
                 "demo-credentials.txt has no sample person {user:?}:\n{credentials}"
             );
         }
-        Demo {
-            child,
-            base,
-            passwords,
-            stderr,
-            _data_dir: data_dir,
+        server
+    }
+
+    /// `holdfast serve` signing people in against a real OpenLDAP slapd
+    /// holding the example directory (tests/fixtures/ldap/example.ldif),
+    /// its group `compliance` mapped to compliance officers of team
+    /// [`LDAP_TEAM`], on an archive of generated events. Fails, naming
+    /// the Debian packages, when slapd or ldap-utils is missing.
+    fn ldap() -> Server {
+        let mut options = SlapdOptions::new("dc=example,dc=com");
+        options
+            .ldif
+            .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap/example.ldif"));
+        let directory = Slapd::start(&options);
+        // Files of the test (not of the archive) in the directory's scratch space.
+        let scratch = directory.dir().to_owned();
+        let data_dir = tempfile::tempdir().unwrap();
+        let events = scratch.join("events.ndjson");
+        let run = |command: &mut std::process::Command| {
+            let output = command
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+            assert!(
+                output.status.success(),
+                "{command:?} failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(helpers::holdfast(data_dir.path())
+            .args(["generate", "--events", LDAP_EVENTS, "--seed", "1", "--out"])
+            .arg(&events));
+        run(helpers::holdfast(data_dir.path())
+            .arg("ingest")
+            .arg(&events));
+        // Posts of other teams, or seeing none of them proves nothing.
+        let mut posts: BTreeMap<String, usize> = BTreeMap::new();
+        for line in std::fs::read_to_string(&events).unwrap().lines() {
+            let event: Value = serde_json::from_str(line).unwrap();
+            if event["kind"] == "post" {
+                *posts
+                    .entry(event["team"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
         }
+        assert!(
+            posts.contains_key(LDAP_TEAM) && posts.len() >= 3,
+            "the generated archive should have posts of {LDAP_TEAM} and of two other teams: {posts:?}"
+        );
+
+        let bind_password = scratch.join("ldap-bind-password");
+        std::fs::write(&bind_password, "svc-bind-Secret-42\n").unwrap();
+        std::fs::set_permissions(
+            &bind_password,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let config = scratch.join("holdfast.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[auth]
+directory = "ldap"
+
+[auth.ldap]
+url = "{url}"
+allow_plaintext = true
+bind_dn = "cn=holdfast,ou=services,dc=example,dc=com"
+bind_password_file = "{bind_password}"
+user_base_dn = "ou=people,dc=example,dc=com"
+disabled_filter = "(employeeType=disabled)"
+
+[[auth.groups]]
+group = "cn=compliance,ou=groups,dc=example,dc=com"
+role = "compliance_officer"
+teams = ["{LDAP_TEAM}"]
+"#,
+                url = directory.url(),
+                bind_password = bind_password.display(),
+            ),
+        )
+        .unwrap();
+        let mut command = helpers::holdfast(data_dir.path());
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        let mut server = Server::spawn("holdfast serve", &mut command, data_dir, Some(directory));
+        for (user, password) in LDAP_PEOPLE {
+            server
+                .passwords
+                .insert(user.to_owned(), password.to_owned());
+        }
+        server
     }
 
     fn password(&self, user: &str) -> &str {
@@ -361,7 +495,7 @@ impl Demo {
     }
 }
 
-impl Drop for Demo {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -457,7 +591,7 @@ impl Drop for Driver {
 
 /// One test's browser session and the server it talks to.
 struct Console {
-    demo: Arc<Demo>,
+    server: Arc<Server>,
     client: Client,
     driver: Driver,
     /// Where a clicked download lands.
@@ -468,7 +602,7 @@ struct Console {
 }
 
 impl Console {
-    async fn open(name: &'static str, demo: Arc<Demo>) -> Console {
+    async fn open(name: &'static str, server: Arc<Server>) -> Console {
         let profile = tempfile::tempdir().unwrap();
         let downloads = tempfile::tempdir().unwrap();
         let driver = Driver::start(profile.path()).await;
@@ -510,7 +644,7 @@ impl Console {
                 )
             });
         Console {
-            demo,
+            server,
             client,
             driver,
             downloads,
@@ -519,17 +653,19 @@ impl Console {
         }
     }
 
-    /// Runs `body` against a fresh browser session; on a failure saves a
-    /// screenshot, the page source and the browser's log, then fails.
-    async fn run<F, Fut>(name: &'static str, body: F)
+    /// Runs `body` against a fresh browser session and the server `start`
+    /// starts; on a failure saves a screenshot, the page source and the
+    /// browser's log, then fails.
+    async fn run<S, F, Fut>(name: &'static str, start: S, body: F)
     where
+        S: FnOnce() -> Server + Send + 'static,
         F: FnOnce(Arc<Console>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let demo = tokio::task::spawn_blocking(Demo::start)
+        let server = tokio::task::spawn_blocking(start)
             .await
             .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-        let console = Arc::new(Console::open(name, Arc::new(demo)).await);
+        let console = Arc::new(Console::open(name, Arc::new(server)).await);
         let outcome = tokio::spawn(body(Arc::clone(&console))).await;
         let failure = match outcome {
             Ok(()) => None,
@@ -628,7 +764,7 @@ impl Console {
         let _ = std::fs::write(dir.join("browser.log"), format!("url: {url}\n{log}\n"));
         let _ = std::fs::write(
             dir.join("server.log"),
-            self.demo.stderr.lock().unwrap().as_bytes(),
+            self.server.stderr.lock().unwrap().as_bytes(),
         );
         let _ = std::fs::copy(&self.driver.log, dir.join("chromedriver.log"));
         eprintln!(
@@ -789,7 +925,7 @@ impl Console {
     /// the address bar.
     async fn goto(&self, hash: &str) {
         self.client
-            .goto(&self.demo.url(&format!("/console/{hash}")))
+            .goto(&self.server.url(&format!("/console/{hash}")))
             .await
             .unwrap();
     }
@@ -808,15 +944,17 @@ impl Console {
             .to_owned()
     }
 
-    /// Signs in as a demo person from a fresh console and waits to be in.
+    /// Signs in as a person the server knows (a demo person, or one of
+    /// the LDAP directory) from a fresh console and waits to be in.
     async fn sign_in(&self, user: &str) {
         let url = self.client.current_url().await.unwrap();
-        if !url.as_str().starts_with(&self.demo.base) {
+        if !url.as_str().starts_with(&self.server.base) {
             self.goto("").await;
         }
         self.element("#login-form").await;
         self.fill("#login-username", user).await;
-        self.fill("#login-password", self.demo.password(user)).await;
+        self.fill("#login-password", self.server.password(user))
+            .await;
         self.click("#login-submit").await;
         self.wait_js(
             &format!("the console to show {user} signed in"),
@@ -826,6 +964,41 @@ impl Console {
             UI_WAIT,
         )
         .await;
+    }
+
+    /// Tries to sign in as `user` with `password` from the sign-in form,
+    /// expects to be refused, and returns the error shown.
+    async fn sign_in_refused(&self, user: &str, password: &str) -> String {
+        self.element("#login-form").await;
+        // Clear an earlier error, to tell the new one from it.
+        self.js(
+            "const e = $('#login-error'); if (e) e.textContent = '';",
+            vec![],
+        )
+        .await;
+        self.fill("#login-username", user).await;
+        self.fill("#login-password", password).await;
+        self.click("#login-submit").await;
+        let error = self
+            .wait_js(
+                &format!("the sign-in error for {user}"),
+                "const e = $('#login-error'); return visible(e) && e.textContent.trim();",
+                vec![],
+                UI_WAIT,
+            )
+            .await;
+        let error = error.as_str().unwrap().to_owned();
+        assert!(
+            !error.contains(password),
+            "the sign-in error repeats the password: {error:?}"
+        );
+        assert!(
+            self.is_visible("#login-form").await,
+            "{user} was refused, the sign-in form stays"
+        );
+        let (status, body) = self.fetch_status("/api/v1/me").await;
+        assert_eq!(status, 401, "{user} was refused but has a session: {body}");
+        error
     }
 
     async fn sign_out(&self) {
@@ -961,12 +1134,17 @@ impl Console {
     }
 }
 
-/// Runs a test's body (an `async move` block using `c`, the console).
+/// Runs a test's body (an `async move` block using `c`, the console)
+/// against `holdfast demo`, or against the server a function given before
+/// the body starts (`console_test!(name, Server::ldap, |c| { ... })`).
 macro_rules! console_test {
     ($name:ident, |$c:ident| $body:block) => {
+        console_test!($name, Server::demo, |$c| $body);
+    };
+    ($name:ident, $start:expr, |$c:ident| $body:block) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            Console::run(stringify!($name), |$c: Arc<Console>| async move $body).await;
+            Console::run(stringify!($name), $start, |$c: Arc<Console>| async move $body).await;
         }
     };
 }
@@ -1000,7 +1178,7 @@ fn nonce() -> String {
 // ------------------------------------------------------------------ tests
 
 console_test!(officer_journey, |c| {
-    let word = c.demo.findable_word().await;
+    let word = c.server.findable_word().await;
     c.goto("").await;
     c.sign_in("officer").await;
     let whoami = c.text("#whoami").await;
@@ -1107,11 +1285,11 @@ console_test!(officer_journey, |c| {
     let matter = format!("console test {}", nonce());
     c.fill("#export-matter", &matter).await;
     c.click("#export-submit").await;
-    let token = c.demo.token("officer").await;
+    let token = c.server.token("officer").await;
     let export = {
         let deadline = Instant::now() + UI_WAIT;
         loop {
-            let list = c.demo.get_ok(&token, "/api/v1/exports").await;
+            let list = c.server.get_ok(&token, "/api/v1/exports").await;
             let found = list["exports"]
                 .as_array()
                 .unwrap()
@@ -1218,7 +1396,7 @@ console_test!(officer_journey, |c| {
     let cookie_header = format!("{SESSION_COOKIE}={cookie}");
     let (status, body) = http(
         Method::GET,
-        &c.demo.url("/api/v1/me"),
+        &c.server.url("/api/v1/me"),
         &[("cookie", cookie_header.as_str()), CONSOLE_HEADER],
         None,
     )
@@ -1232,7 +1410,7 @@ console_test!(officer_journey, |c| {
 });
 
 console_test!(counsel_creates_hold_from_search, |c| {
-    let word = c.demo.findable_word().await;
+    let word = c.server.findable_word().await;
     c.goto("").await;
     c.sign_in("counsel").await;
     let nav = c.nav_links().await;
@@ -1277,8 +1455,11 @@ console_test!(counsel_creates_hold_from_search, |c| {
             panic!("after creating a hold the console shows it at #/holds/ID, not {hash}")
         })
         .to_owned();
-    let token = c.demo.token("counsel").await;
-    let hold = c.demo.get_ok(&token, &format!("/api/v1/holds/{id}")).await;
+    let token = c.server.token("counsel").await;
+    let hold = c
+        .server
+        .get_ok(&token, &format!("/api/v1/holds/{id}"))
+        .await;
     assert_eq!(hold["name"], name.as_str(), "{hold}");
     assert_eq!(hold["criteria"]["query"], query.as_str(), "{hold}");
     let events = hold["held"]["events"].as_u64().unwrap();
@@ -1325,15 +1506,18 @@ console_test!(counsel_creates_hold_from_search, |c| {
         UI_WAIT,
     )
     .await;
-    let hold = c.demo.get_ok(&token, &format!("/api/v1/holds/{id}")).await;
+    let hold = c
+        .server
+        .get_ok(&token, &format!("/api/v1/holds/{id}"))
+        .await;
     assert_eq!(hold["status"], "released", "{hold}");
     assert_eq!(hold["release_reason"], "Matter settled", "{hold}");
 });
 
 console_test!(scoped_officer_cannot_see_other_teams, |c| {
     // A post of team west-desk, found as the officer who sees everything.
-    let token = c.demo.token("officer").await;
-    let other = c.demo.search(&token, "team:west-desk kind:post", 5).await;
+    let token = c.server.token("officer").await;
+    let other = c.server.search(&token, "team:west-desk kind:post", 5).await;
     let other = other["hits"]
         .as_array()
         .unwrap()
@@ -1404,12 +1588,12 @@ console_test!(scoped_officer_cannot_see_other_teams, |c| {
 console_test!(search_errors_show_position, |c| {
     c.goto("").await;
     c.sign_in("officer").await;
-    let token = c.demo.token("officer").await;
+    let token = c.server.token("officer").await;
     // An operator with nothing on its left, after a non-ASCII word: the
     // API's position is a byte offset, the page must mark the right char.
     for query in ["wire AND OR cash", "Привет AND OR wire"] {
         let (status, body) = c
-            .demo
+            .server
             .get(&token, &format!("/api/v1/search?q={}", encode(query)))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query:?}: {body}");
@@ -1457,6 +1641,25 @@ console_test!(search_errors_show_position, |c| {
 });
 
 console_test!(roles_see_their_screens, |c| {
+    // Something for the auditor to see besides the demo's ingest: an
+    // officer's sign-in and searches, and a mistyped password.
+    let token = c.server.token("officer").await;
+    for query in ["kind:post", "wire OR cash"] {
+        c.server.search(&token, query, 5).await;
+    }
+    let (status, body) = http(
+        Method::POST,
+        &c.server.url("/api/v1/login"),
+        &[],
+        Some(&json!({"username": "counsel", "password": "not-the-password"})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     c.goto("").await;
     c.sign_in("auditor").await;
     let nav = c.nav_links().await;
@@ -1470,6 +1673,8 @@ console_test!(roles_see_their_screens, |c| {
         UI_WAIT,
     )
     .await;
+    // The whole trail, unfiltered: its screenshot shows varied actions.
+    c.screenshot("audit.png").await;
     c.element("select#audit-action")
         .await
         .select_by_value("login")
@@ -1500,7 +1705,6 @@ console_test!(roles_see_their_screens, |c| {
         href.contains("format=csv") && href.contains("action=login"),
         "the CSV link keeps the filter: {href:?}"
     );
-    c.screenshot("audit.png").await;
     c.route("#/search").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -1575,7 +1779,7 @@ console_test!(bad_sign_in_and_ended_session, |c| {
     let cookie = format!("{SESSION_COOKIE}={}", c.session_cookie().await);
     let (status, body) = http(
         Method::POST,
-        &c.demo.url("/api/v1/logout"),
+        &c.server.url("/api/v1/logout"),
         &[("cookie", cookie.as_str()), CONSOLE_HEADER],
         None,
     )
@@ -1602,7 +1806,7 @@ console_test!(bad_sign_in_and_ended_session, |c| {
 });
 
 console_test!(narrow_screen, |c| {
-    let word = c.demo.findable_word().await;
+    let word = c.server.findable_word().await;
     c.client.set_window_size(390, 844).await.unwrap();
     c.goto("").await;
     c.sign_in("officer").await;
@@ -1663,14 +1867,14 @@ console_test!(narrow_screen, |c| {
 
 console_test!(edited_post_versions_side_by_side, |c| {
     // An edited post of the archive, found through the API.
-    let token = c.demo.token("officer").await;
-    let edited = c.demo.search(&token, "is:edited kind:post", 1).await;
+    let token = c.server.token("officer").await;
+    let edited = c.server.search(&token, "is:edited kind:post", 1).await;
     let post = edited["hits"][0]["post"]
         .as_str()
         .expect("the demo archive has an edited post")
         .to_owned();
     let context = c
-        .demo
+        .server
         .get_ok(&token, &format!("/api/v1/posts/{post}/context"))
         .await;
     let versions: Vec<String> = context["versions"]
@@ -1722,3 +1926,99 @@ console_test!(edited_post_versions_side_by_side, |c| {
         "the versions are not side by side: tops {tops:?}"
     );
 });
+
+console_test!(
+    ldap_officer_signs_in_through_the_console,
+    Server::ldap,
+    |c| {
+        let (user, password) = LDAP_PEOPLE[0];
+        let (unmapped, unmapped_password) = LDAP_PEOPLE[1];
+        c.goto("").await;
+
+        // The directory's password, mistyped: refused as a wrong password
+        // (not as a directory that cannot answer).
+        let wrong = c.sign_in_refused(user, &password.to_lowercase()).await;
+        assert!(
+            !wrong.to_lowercase().contains("unavailable"),
+            "a wrong password shows as an unavailable directory: {wrong:?}"
+        );
+        // The right password of someone whose groups grant no role: refused,
+        // and not as a wrong password.
+        let refused = c.sign_in_refused(unmapped, unmapped_password).await;
+        assert_ne!(
+            refused, wrong,
+            "{unmapped} has the right password but no role: the error should say so"
+        );
+
+        c.sign_in(user).await;
+        let whoami = c.text("#whoami").await;
+        assert!(
+            whoami.contains("compliance_officer") && whoami.contains(LDAP_TEAM),
+            "#whoami should name the role and the team scope {LDAP_TEAM:?}: {whoami:?}"
+        );
+        let (status, me) = c.fetch_status("/api/v1/me").await;
+        assert_eq!(status, 200, "GET /api/v1/me: {me}");
+        let me = json_of("GET /api/v1/me", &Bytes::from(me));
+        assert_eq!(me["username"], user, "{me}");
+        assert_eq!(me["via"], "ldap", "{me}");
+        assert_eq!(
+            me["grants"],
+            json!([{"role": "compliance_officer", "scope": format!("team {LDAP_TEAM}")}]),
+            "{me}"
+        );
+        let nav = c.nav_links().await;
+        assert!(
+            nav.contains(&"search".to_owned()) && nav.contains(&"exports".to_owned()),
+            "an officer's nav shows Search and Exports: {nav:?}"
+        );
+        for absent in ["holds", "retention", "audit"] {
+            assert!(
+                !nav.contains(&absent.to_owned()),
+                "an officer's nav hides {absent}: {nav:?}"
+            );
+        }
+        assert!(
+            !c.is_visible("#password-link").await,
+            "an LDAP person changes their password in the directory, not in the console"
+        );
+
+        // Only the team the group grants.
+        let total = c.search_ok("kind:post").await;
+        assert!(total > 0, "an officer of {LDAP_TEAM} sees its posts");
+        let wheres = c.texts("#search-results li.hit .hit-where").await;
+        assert!(!wheres.is_empty(), "{total} results but no .hit-where");
+        for place in &wheres {
+            assert!(
+                place.contains(LDAP_TEAM),
+                "an officer of {LDAP_TEAM} sees a hit in {place:?}"
+            );
+        }
+        c.assert_no_junk("the LDAP officer's search").await;
+        let own = c.search_ok(&format!("kind:post team:{LDAP_TEAM}")).await;
+        assert_eq!(
+            own, total,
+            "every post an officer of {LDAP_TEAM} sees should be of {LDAP_TEAM}"
+        );
+        for other in ["west-desk", "legal"] {
+            let query = format!("team:{other}");
+            match c.search(&query).await {
+                Ok(total) => {
+                    assert_eq!(total, 0, "{query} is outside the officer's scope");
+                    let hits = c.texts("#search-results li.hit").await;
+                    assert!(hits.is_empty(), "results of {other}: {hits:?}");
+                }
+                // Refused outright is fine too, as long as nothing shows.
+                Err(_) => {
+                    let hits = c.texts("#search-results li.hit").await;
+                    assert!(hits.is_empty(), "results of {other}: {hits:?}");
+                }
+            }
+        }
+
+        // Sign out: the form is back and the session is gone.
+        c.sign_out().await;
+        assert!(!c.is_visible("#search-form").await);
+        let (status, _) = c.fetch_status("/api/v1/me").await;
+        assert_eq!(status, 401, "GET /api/v1/me after signing out");
+    }
+);
