@@ -557,3 +557,104 @@ async fn secure_cookie_marks_the_session_cookie_secure() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("secure_cookies"), "{stderr}");
 }
+
+/// The console's filters list what the caller's scope holds, and nothing of
+/// another team for a scoped officer; the list is audited.
+#[tokio::test]
+async fn facets_name_only_what_the_scope_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo(dir.path());
+    let people = credentials(dir.path());
+    let facets = |user: &'static str| {
+        let base = server.base.clone();
+        let password = people[user].0.clone();
+        async move {
+            let token = token_login(&base, user, &password).await;
+            json_of(
+                client()
+                    .get(format!("{base}/api/v1/facets"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let sum = |list: &Value| -> u64 {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["events"].as_u64().unwrap())
+            .sum()
+    };
+    let (status, all) = facets("officer").await;
+    assert_eq!(status, 200, "{all}");
+    let teams: Vec<&str> = all["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|team| team["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(teams.len(), 3, "{teams:?}");
+    assert_eq!(
+        sum(&all["teams"]),
+        600,
+        "every stored event is counted once"
+    );
+    assert_eq!(sum(&all["channels"]), 600);
+    assert_eq!(sum(&all["people"]), 600);
+    assert_eq!(all["truncated"], false);
+
+    let (status, mine) = facets("scoped-officer").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["teams"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["teams"][0]["name"], "energy-trading");
+    for channel in mine["channels"].as_array().unwrap() {
+        assert_eq!(channel["team"], "energy-trading", "{channel}");
+    }
+    let in_team = sum(&mine["teams"]);
+    assert!(in_team > 0 && in_team < 600, "{in_team}");
+    assert_eq!(sum(&mine["channels"]), in_team);
+    assert_eq!(sum(&mine["people"]), in_team);
+    let officer_count = all["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|team| team["name"] == "energy-trading")
+        .unwrap()["events"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(in_team, officer_count);
+
+    // Roles that do not search get nothing.
+    for user in ["auditor", "admin"] {
+        let (status, refused) = facets(user).await;
+        assert_eq!(status, 403, "{user}: {refused}");
+    }
+    let auditor = token_login(&server.base, "auditor", &people["auditor"].0).await;
+    let (_, trail) = json_of(
+        client()
+            .get(format!("{}/api/v1/audit", server.base))
+            .query(&[("action", "search_facets")])
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let outcomes: Vec<(&str, &str)> = trail["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            (
+                record["actor"].as_str().unwrap(),
+                record["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 4, "{trail}");
+    assert!(outcomes.contains(&("scoped-officer", "ok")), "{outcomes:?}");
+    assert!(outcomes.contains(&("admin", "denied")), "{outcomes:?}");
+}

@@ -133,6 +133,12 @@ pub static ENDPOINTS: &[Endpoint] = &[
     ),
     endpoint(
         "GET",
+        "/api/v1/facets",
+        Access::Requires(Capability::SearchMessages),
+        Some(AuditAction::SearchFacets),
+    ),
+    endpoint(
+        "GET",
         "/api/v1/audit",
         Access::Requires(Capability::ReadAudit),
         Some(AuditAction::AuditRead),
@@ -252,6 +258,7 @@ fn handler(endpoint: &Endpoint, body_limit: usize) -> MethodRouter<AppState> {
         ("GET", "/api/v1/posts/{post}") => get(events::get_post),
         ("GET", "/api/v1/posts/{post}/context") => get(search::context),
         ("GET", "/api/v1/search") => get(search::search),
+        ("GET", "/api/v1/facets") => get(search::facets),
         ("GET", "/api/v1/audit") => get(audit::list),
         ("POST", "/api/v1/holds") => post(holds::create),
         ("GET", "/api/v1/holds") => get(holds::list),

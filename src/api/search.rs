@@ -243,3 +243,25 @@ pub async fn context(
         }),
     ))
 }
+
+/// `GET /api/v1/facets`: the teams, channels and people with events in the
+/// caller's search scope, busiest first (for the console's filters).
+pub async fn facets(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<(Extension<AuditNote>, Json<crate::index::Facets>), ApiError> {
+    let index = state.index()?;
+    let scope = caller.scope(Capability::SearchMessages);
+    let note_scope = scope.to_string();
+    let facets = tokio::task::spawn_blocking(move || index.facets(&scope))
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+        .map_err(ApiError::Index)?;
+    let note = AuditNote(serde_json::json!({
+        "scope": note_scope,
+        "teams": facets.teams.len(),
+        "channels": facets.channels.len(),
+        "people": facets.people.len(),
+    }));
+    Ok((Extension(note), Json(facets)))
+}

@@ -98,11 +98,13 @@ pub enum AuditAction {
     ExportComplete,
     ExportCancel,
     ExportView,
+    /// The teams, channels and people of the caller's scope (the console's filters).
+    SearchFacets,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 30] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::Login,
         AuditAction::LoginFailed,
         AuditAction::Logout,
@@ -133,6 +135,7 @@ impl AuditAction {
         AuditAction::ExportComplete,
         AuditAction::ExportCancel,
         AuditAction::ExportView,
+        AuditAction::SearchFacets,
     ];
 
     /// The stored name (the same as serde's).
@@ -168,6 +171,7 @@ impl AuditAction {
             AuditAction::ExportComplete => "export_complete",
             AuditAction::ExportCancel => "export_cancel",
             AuditAction::ExportView => "export_view",
+            AuditAction::SearchFacets => "search_facets",
         }
     }
 }

@@ -20,6 +20,7 @@
 //!
 //! Only this module imports tantivy.
 
+mod facets;
 mod find;
 mod follow;
 mod guard;
@@ -43,6 +44,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::event::EventKind;
 use crate::search::{Query, Scope};
 use crate::store::{Store, StoreError, StoredEvent};
+pub use facets::{ChannelCount, FacetCount, Facets, MAX_FACETS};
 pub use find::{CursorKey, Found, FoundPage, Sort, compare};
 pub use follow::{Follower, FollowerHandle};
 pub use purge::PurgeReport;

@@ -60,7 +60,7 @@ pub(crate) fn compile(
 }
 
 /// The documents of `scope`, or `None` when it sees nothing.
-fn scope_query(index: &SearchIndex, scope: &Scope) -> Option<Boxed> {
+pub(crate) fn scope_query(index: &SearchIndex, scope: &Scope) -> Option<Boxed> {
     let fields = index.fields();
     match scope {
         Scope::All => Some(Box::new(AllQuery)),
