@@ -431,6 +431,17 @@ async fn the_console_session_is_an_http_only_cookie_refused_cross_site_and_clear
     .await;
     assert_eq!(status, 200);
     assert_eq!(me["username"], "counsel");
+    // No answer of the API is kept in a cache.
+    for path in ["/api/v1/me", "/api/v1/holds", "/api/v1/search?q=kind:post"] {
+        let response = client()
+            .get(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
 
     // A change with the cookie but without the header (a forged cross-site
     // form) is refused, audited as denied, and changes nothing.
@@ -508,16 +519,22 @@ async fn the_console_session_is_an_http_only_cookie_refused_cross_site_and_clear
     let cleared = out.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cleared.starts_with("holdfast_session=;"), "{cleared}");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
-    let (status, _) = json_of(
-        client()
-            .get(format!("{base}/api/v1/me"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 401, "the old cookie no longer works");
+    let stale = client()
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.status().as_u16(),
+        401,
+        "the old cookie no longer works"
+    );
+    let removed = stale.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        removed.starts_with("holdfast_session=;") && removed.contains("Max-Age=0"),
+        "a dead cookie is removed: {removed}"
+    );
     // A bad cookie is just not signed in.
     let (status, _) = json_of(
         client()

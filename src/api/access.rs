@@ -285,6 +285,7 @@ pub async fn guard(
         && presented.is_some()
         && !matches!(*request.method(), Method::GET | Method::HEAD)
         && !from_console(request.headers());
+    let dead_cookie_possible = by_cookie && presented.is_some();
     let caller = match presented {
         Some(presented) => match resolve(&state.access, &presented, client).await {
             Ok(caller) => caller,
@@ -320,7 +321,17 @@ pub async fn guard(
         },
     };
     let (response, note) = match refusal {
-        Some(refusal) => (refusal.into_response(), None),
+        Some(refusal) => {
+            let mut response = refusal.into_response();
+            // A cookie that no longer signs anyone in is removed.
+            if dead_cookie_possible && caller.is_none() {
+                response.headers_mut().insert(
+                    axum::http::header::SET_COOKIE,
+                    session_cookie_header(None, Duration::ZERO, state.access.secure_cookie),
+                );
+            }
+            (response, None)
+        }
         None => {
             if let Some(caller) = &caller {
                 request.extensions_mut().insert(caller.clone());

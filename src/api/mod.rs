@@ -303,7 +303,19 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// Archive data is never kept in a browser's or proxy's cache (results,
+/// downloads, the audit trail): every answer is `no-store` unless its
+/// handler said otherwise.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
