@@ -258,7 +258,26 @@ async fn the_demo_seeds_an_archive_and_a_person_of_each_role_and_says_where_to_s
     )
     .await;
     assert_eq!(status, 200, "{plan}");
-    assert_eq!(plan["events_to_delete"], 300, "{plan}");
+    let to_delete = plan["events_to_delete"].as_u64().unwrap();
+    let kept = plan["events_kept_by_holds"].as_u64().unwrap();
+    assert_eq!(to_delete + kept, 300, "{plan}");
+    assert!(
+        kept > 0,
+        "the sample hold keeps its custodians' messages: {plan}"
+    );
+    // The sample hold is there, active.
+    let (status, holds) = json_of(
+        client()
+            .get(format!("{}/api/v1/holds", server.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{holds}");
+    assert_eq!(holds["holds"][0]["name"], "Raptor investigation", "{holds}");
+    assert_eq!(holds["holds"][0]["status"], "active", "{holds}");
 
     // A second start reuses the archive and the same people.
     drop(server);

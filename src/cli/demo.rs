@@ -20,6 +20,8 @@ use secrecy::SecretString;
 use crate::auth::{GroupRuleConfig, NewUser, Role, UsersFile};
 use crate::config::{Config, Overrides};
 use crate::generate::{self, GenerateOptions};
+use crate::retention::holds::{HoldCriteria, NewHold, create_hold};
+use crate::search::Scope;
 use crate::store::Store;
 
 /// The file the demo's sign-in names and passwords are kept in (0600).
@@ -185,6 +187,7 @@ async fn seed(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let older = events.max(2) / 2;
     let mut corpus = Vec::new();
+    let mut older_end = 0;
     for (count, seed, start_ms) in [
         (older, seed, now_ms - 400 * 86_400_000),
         (
@@ -200,7 +203,11 @@ async fn seed(
             ..GenerateOptions::default()
         };
         generate::generate(&options, &mut corpus)?;
+        if older_end == 0 {
+            older_end = corpus.len();
+        }
     }
+    let custodians = busiest_people(&corpus[..older_end], 2);
     let (store, _recovery) = Store::open(&config.store_options()).await?;
     let report =
         crate::ingest::ingest_reader(&store, std::io::Cursor::new(corpus), 2000, |_| {}).await;
@@ -211,13 +218,40 @@ async fn seed(
         report.accepted,
         config.data_dir.display()
     );
-    super::audit::CliAudit::open(config)
-        .await?
+    let audit = super::audit::CliAudit::open(config).await?;
+    audit
         .record_ok(
             crate::audit::AuditAction::Ingest,
             serde_json::json!({"source": "holdfast demo", "accepted": report.accepted}),
         )
         .await?;
+    // A sample legal hold, so the holds screen and the retention plan show
+    // one at work: it keeps the messages of the two busiest people of the
+    // older stretch from the one-year policy.
+    let hold = NewHold {
+        name: "Raptor investigation".to_owned(),
+        matter: "DEMO-2026-001".to_owned(),
+        reason: "Sample hold of the demo: litigation reasonably anticipated".to_owned(),
+        criteria: HoldCriteria {
+            custodians,
+            ..HoldCriteria::default()
+        },
+    };
+    let created = create_hold(audit.db(), &Scope::All, audit.actor(), &hold)
+        .await
+        .map_err(anyhow::Error::from);
+    audit
+        .audited(
+            crate::audit::AuditAction::HoldCreate,
+            serde_json::json!({"name": hold.name, "matter": hold.matter, "source": "holdfast demo"}),
+            created,
+            |created, mut params| {
+                params["hold_id"] = serde_json::json!(created.id);
+                params
+            },
+        )
+        .await?;
+    audit.close().await;
 
     let policies = config.data_dir.join("policies");
     std::fs::create_dir_all(&policies)?;
@@ -258,6 +292,21 @@ async fn seed(
     file.write_all(lines.as_bytes())?;
     file.sync_all()?;
     Ok(())
+}
+
+/// The `n` people with the most events in an NDJSON corpus.
+fn busiest_people(ndjson: &[u8], n: usize) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for line in ndjson.split(|&byte| byte == b'\n') {
+        if let Ok(event) = serde_json::from_slice::<serde_json::Value>(line)
+            && let Some(user) = event["user"].as_str()
+        {
+            *counts.entry(user.to_owned()).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.into_iter().take(n).map(|(user, _)| user).collect()
 }
 
 /// 16 characters from an alphabet without look-alikes.
