@@ -42,7 +42,7 @@ const FORMATS = [
 ];
 
 const AUDIT_ACTIONS = [
-  'login', 'login_failed', 'logout', 'search', 'view_event', 'view_post',
+  'login', 'login_failed', 'logout', 'search', 'search_facets', 'view_event', 'view_post',
   'view_context', 'export_create', 'export_download', 'export_view',
   'export_cancel', 'export_complete', 'hold_create', 'hold_list', 'hold_view',
   'hold_release', 'policy_run', 'policy_refused', 'retention_plan',
@@ -73,6 +73,8 @@ const EMOJI = {
 };
 
 const PAGE_SIZE = 20;
+/** At most this many suggestions are listed under a field (typing narrows them). */
+const MAX_SUGGESTIONS = 50;
 
 // ------------------------------------------------------------ state
 
@@ -83,6 +85,8 @@ const state = {
   pollTimer: 0,
   search: null,       // the search screen's form values, pages and last result
   holdDraft: null,    // criteria handed from a search to the hold form
+  facets: null,       // the teams, channels and people of the search scope (suggestions), once loaded
+  facetsLoading: false,
   exportDraft: null,  // a source handed from a search or a hold to the export form
   flash: '',          // a notice to show after the next navigation
   contextOpener: null,
@@ -143,11 +147,13 @@ function fill(node, ...children) {
 
 /** A labelled form field. */
 function field(label, input, hint) {
-  const wrap = h('div', { class: 'field' }, h('label', { for: input.id }, label), input);
+  // `input` may be a box around the control (a field with suggestions).
+  const control = input.matches('input, select, textarea') ? input : $('input, select, textarea', input);
+  const wrap = h('div', { class: 'field' }, h('label', { for: control.id }, label), input);
   if (hint) {
-    const hintId = `${input.id}-hint`;
+    const hintId = `${control.id}-hint`;
     append(wrap, h('p', { class: 'hint', id: hintId }, hint));
-    input.setAttribute('aria-describedby', hintId);
+    control.setAttribute('aria-describedby', hintId);
   }
   return wrap;
 }
@@ -491,6 +497,7 @@ function sessionEnded(message) {
   state.sessionGen += 1;
   Object.assign(state, {
     me: null, screens: new Set(), search: null, holdDraft: null, exportDraft: null, flash: '', contextOpener: null,
+    facets: null, facetsLoading: false,
   });
   $('#session').hidden = true;
   $('#nav').hidden = true;
@@ -892,6 +899,247 @@ function contextMessage(hit, focused) {
     fileList(hit.files));
 }
 
+// ------------------------------------------------------------ suggestions
+
+/**
+ * The teams, channels and people of the person's search scope (GET
+ * /facets, audited as `search_facets`), as suggestions for the fields that
+ * name them. Loaded once per session, by the first screen with such a
+ * field, for roles that search; forgotten at sign-out with everything
+ * else. They only suggest: when they cannot be loaded the fields stay
+ * plain text boxes, and no error is shown for it (a later screen asks
+ * again).
+ */
+function loadFacets() {
+  if (!state.me || !state.screens.has('search') || state.facets || state.facetsLoading) return;
+  const gen = state.sessionGen;
+  state.facetsLoading = true;
+  api('/facets').then((data) => {
+    if (gen !== state.sessionGen) return;
+    state.facets = facetSuggestions(data);
+    for (const node of $$('input[data-suggest]')) armSuggestions(node);
+  }).catch((error) => {
+    if (!(error instanceof ApiError) && !(error instanceof SessionEnded)) console.error(error);
+  }).finally(() => {
+    if (gen === state.sessionGen) state.facetsLoading = false;
+  });
+}
+
+/**
+ * The suggestions of each kind, busiest first: { value, label, events,
+ * name, where?, title? }: `label` is `name (where)`, `where` the team(s)
+ * of a channel. `channels` are for the search filter, where `in:` names a
+ * channel of any team (one suggestion per name, with its teams);
+ * `teamChannels` for holds and exports, which name `team/channel`.
+ */
+function facetSuggestions(data) {
+  const list = (value) => (Array.isArray(value) ? value : []);
+  const events = (value) => (Number.isFinite(value) ? value : null);
+  const named = (items) => list(items)
+    .filter((item) => item && typeof item.name === 'string' && item.name)
+    .map((item) => ({ value: item.name, label: item.name, name: item.name, events: events(item.events) }));
+  const channels = list(data && data.channels)
+    .filter((c) => c && typeof c.team === 'string' && c.team && typeof c.channel === 'string' && c.channel);
+  const byName = new Map();
+  for (const c of channels) {
+    const entry = byName.get(c.channel) || { value: c.channel, teams: [], events: 0 };
+    entry.teams.push(c.team);
+    entry.events += events(c.events) || 0;
+    byName.set(c.channel, entry);
+  }
+  const teamsText = (teams) => (teams.length > 3 ? `${teams.slice(0, 3).join(', ')} and ${teams.length - 3} more` : teams.join(', '));
+  return {
+    people: named(data && data.people),
+    teams: named(data && data.teams),
+    channels: Array.from(byName.values())
+      .sort((a, b) => b.events - a.events || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+      .map((entry) => ({
+        value: entry.value,
+        label: `${entry.value} (${teamsText(entry.teams)})`,
+        name: entry.value,
+        where: teamsText(entry.teams),
+        title: entry.teams.length > 3 ? `in ${entry.teams.join(', ')}` : null,
+        events: entry.events,
+      })),
+    teamChannels: channels.map((c) => ({
+      value: `${c.team}/${c.channel}`, label: `${c.channel} (${c.team})`, name: c.channel, where: c.team, events: events(c.events),
+    })),
+  };
+}
+
+const SUGGESTION_NAMES = { people: 'People', teams: 'Teams', channels: 'Channels', teamChannels: 'Channels' };
+
+/** A name as typed in a field of `kind`, without the marker the search filter drops (`@`, `#`). */
+function bareName(text, kind) {
+  const marker = kind === 'people' ? '@' : kind === 'channels' ? '#' : null;
+  return marker && text.startsWith(marker) ? text.slice(marker.length).trim() : text;
+}
+
+/**
+ * The suggestions for `typed` (lowercase): names starting with it first,
+ * then those with a word starting with it, then any containing it; each
+ * group busiest first. Names in `chosen` (lowercase) are left out.
+ */
+function matchSuggestions(items, typed, chosen) {
+  const rankIn = (hay) => {
+    let at = hay.indexOf(typed);
+    if (at < 0) return 3;
+    if (at === 0) return 0;
+    for (; at > 0; at = hay.indexOf(typed, at + 1)) if (!/[\p{L}\p{N}]/u.test(hay[at - 1])) return 1;
+    return 2;
+  };
+  const ranked = [];
+  for (const item of items) {
+    if (chosen.has(item.value.toLowerCase())) continue;
+    const rank = typed ? Math.min(rankIn(item.value.toLowerCase()), rankIn(item.label.toLowerCase())) : 0;
+    if (rank < 3) ranked.push([rank, item]);
+  }
+  return ranked.sort((a, b) => a[0] - b[0]).slice(0, MAX_SUGGESTIONS).map(([, item]) => item);
+}
+
+/** Makes a field with suggestions an ARIA combobox, once the facets are there. */
+function armSuggestions(node) {
+  const items = state.facets && state.facets[node.dataset.suggest];
+  if (!items || items.length === 0 || node.getAttribute('role') === 'combobox') return;
+  node.setAttribute('role', 'combobox');
+  node.setAttribute('aria-autocomplete', 'list');
+  node.setAttribute('aria-expanded', 'false');
+  node.setAttribute('aria-controls', `${node.id}-suggestions`);
+}
+
+/**
+ * A text field of comma-separated names of `kind` (people, teams,
+ * channels, teamChannels) with suggestions from the facets: a combobox
+ * with a listbox popup. Typing, or Down, lists the names of the scope
+ * that match the name being typed (the one at the caret: the last one
+ * when typing at the end), and Enter or a click puts the chosen one in
+ * its place, leaving the others as they are. Up and Down move through
+ * the list, Escape closes it; Enter with no suggestion chosen submits the
+ * form as usual. Anything can still be typed, and without facets it is a
+ * plain text box. Returns the box holding the field and its list.
+ */
+function suggesting(node, kind) {
+  const listId = `${node.id}-suggestions`;
+  const list = h('ul', { id: listId, class: 'combo-list', role: 'listbox', hidden: true, 'aria-label': `${SUGGESTION_NAMES[kind]} in your scope` });
+  node.dataset.suggest = kind;
+  let shown = [];
+  let active = -1;
+  let span = [0, 0]; // where the name being completed is in the value
+
+  const close = () => {
+    if (list.hidden) return;
+    list.hidden = true;
+    fill(list);
+    shown = [];
+    active = -1;
+    node.setAttribute('aria-expanded', 'false');
+    node.removeAttribute('aria-activedescendant');
+  };
+  const setActive = (index) => {
+    active = index;
+    Array.from(list.children).forEach((option, i) => option.setAttribute('aria-selected', String(i === index)));
+    if (index < 0) {
+      node.removeAttribute('aria-activedescendant');
+      return;
+    }
+    const option = list.children[index];
+    node.setAttribute('aria-activedescendant', option.id);
+    option.scrollIntoView({ block: 'nearest' });
+  };
+  const open = (activeIndex) => {
+    const items = state.facets && state.facets[kind];
+    if (!items || items.length === 0) {
+      close();
+      return;
+    }
+    armSuggestions(node);
+    const text = node.value;
+    const caret = node.selectionStart ?? text.length;
+    const start = text.lastIndexOf(',', caret - 1) + 1;
+    const comma = text.indexOf(',', caret);
+    span = [start, comma < 0 ? text.length : comma];
+    const typed = bareName(text.slice(span[0], span[1]).trim(), kind).toLowerCase();
+    const chosen = new Set(splitList(text.slice(0, span[0]) + text.slice(span[1])).map((name) => bareName(name, kind).toLowerCase()));
+    shown = matchSuggestions(items, typed, chosen);
+    if (shown.length === 0) {
+      close();
+      return;
+    }
+    fill(list, shown.map((item, i) => h('li', {
+      id: `${listId}-${i}`, role: 'option', class: 'combo-option', 'aria-selected': 'false',
+      dataset: { value: item.value }, title: item.title,
+    }, h('span', { class: 'combo-name' }, h('bdi', null, item.name),
+      item.where ? [' ', h('span', { class: 'combo-where' }, '(', h('bdi', null, item.where), ')')] : null),
+    item.events === null ? null : [' ', h('span', { class: 'combo-count' }, plural(item.events, 'event'))])));
+    list.scrollTop = 0;
+    list.classList.remove('combo-list-end', 'combo-list-fit');
+    list.hidden = false;
+    // Wider than its field when the names need it, but never past the
+    // window's edges: aligned on the field's end, else as wide as the field.
+    const width = document.documentElement.clientWidth;
+    if (list.getBoundingClientRect().right > width - 4) {
+      list.classList.add('combo-list-end');
+      if (list.getBoundingClientRect().left < 4) list.classList.replace('combo-list-end', 'combo-list-fit');
+    }
+    node.setAttribute('aria-expanded', 'true');
+    setActive(Math.min(activeIndex, shown.length - 1));
+  };
+  const pick = (index) => {
+    const item = shown[index];
+    if (!item) return;
+    const text = node.value;
+    const before = span[0] > 0 ? `${text.slice(0, span[0]).trimEnd()} ` : '';
+    node.value = `${before}${item.value}${text.slice(span[1])}`;
+    const at = before.length + item.value.length;
+    close();
+    node.focus();
+    node.setSelectionRange(at, at);
+    node.removeAttribute('aria-invalid');
+  };
+
+  // Emptying the field closes the list (Down opens it again).
+  node.addEventListener('input', () => (node.value.trim() ? open(-1) : close()));
+  node.addEventListener('blur', close);
+  node.addEventListener('click', () => {
+    if (!list.hidden) open(-1); // the caret moved to another name
+  });
+  node.addEventListener('keydown', (event) => {
+    if (event.isComposing || event.ctrlKey || event.metaKey) return;
+    const isOpen = !list.hidden;
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      if (!state.facets) return;
+      event.preventDefault();
+      const down = event.key === 'ArrowDown';
+      if (!isOpen) open(event.altKey ? -1 : down ? 0 : Infinity);
+      else if (down) setActive((active + 1) % shown.length);
+      else setActive(active <= 0 ? shown.length - 1 : active - 1);
+    } else if (event.key === 'Enter') {
+      if (isOpen && active >= 0) {
+        event.preventDefault();
+        pick(active);
+      } else {
+        close();
+      }
+    } else if (event.key === 'Escape') {
+      if (isOpen) {
+        event.preventDefault();
+        event.stopPropagation(); // not also the context panel
+        close();
+      }
+    } else if (event.key === 'Tab') {
+      close();
+    }
+  });
+  // A click on a suggestion keeps the focus in the field.
+  list.addEventListener('mousedown', (event) => event.preventDefault());
+  list.addEventListener('click', (event) => {
+    const option = event.target instanceof Element ? event.target.closest('[role="option"]') : null;
+    if (option) pick(Array.prototype.indexOf.call(list.children, option));
+  });
+  armSuggestions(node);
+  return h('div', { class: 'combo' }, node, list);
+}
+
 // ------------------------------------------------------------ search
 
 function searchState() {
@@ -944,6 +1192,7 @@ function composeQuery(values) {
 }
 
 function viewSearch(root) {
+  loadFacets();
   const s = searchState();
   const v = s.values;
   const q = input('search-q', { type: 'search', value: v.q, placeholder: '"wire transfer" NEAR(5) offshore', 'aria-describedby': 'search-q-hint', enterkeyhint: 'search' });
@@ -971,14 +1220,14 @@ function viewSearch(root) {
     h('p', { id: 'search-q-hint', class: 'hint' }, 'Words, "phrases", AND OR NOT, NEAR(n), prefix*, fields like from: in: kind: has:file. Dates are UTC. Press / to come back here.'),
     help,
     h('div', { class: 'filters' },
-      field('From (people)', filters.from),
-      field('In (channels)', filters.in),
-      field('Team', filters.team),
+      field('From (people)', suggesting(filters.from, 'people')),
+      field('In (channels)', suggesting(filters.in, 'channels')),
+      field('Team', suggesting(filters.team, 'teams')),
       field('After (UTC)', filters.after, 'That day not included.'),
       field('Before (UTC)', filters.before, 'That day not included.'),
       field('Sort', filters.sort),
       field('Versions', filters.versions)),
-    h('p', { id: 'filters-hint', class: 'hint' }, 'Several people, channels or teams: separate them with commas; any of them matches.'));
+    h('p', { id: 'filters-hint', class: 'hint' }, 'Several people, channels or teams: separate them with commas; any of them matches. Type, or press Down, for the names in your scope.'));
   const errorBox = h('div', { id: 'search-error', role: 'alert', class: 'error-box' });
   const sentLine = h('div', { class: 'sent-line', id: 'search-sent-line' });
   const status = h('p', { class: 'results-summary', id: 'search-status', role: 'status', 'aria-live': 'polite' });
@@ -1509,6 +1758,7 @@ function markInvalid(form, inputNode) {
 }
 
 function holdForm(draft, onClose) {
+  loadFacets();
   const query = input('hold-query', { value: draft ? draft.query : '', dir: 'ltr' });
   const errorBox = h('div', { id: 'hold-error', role: 'alert', class: 'error-box' });
   const submit = h('button', { type: 'submit', id: 'hold-submit', class: 'btn-primary' }, 'Place the hold');
@@ -1521,9 +1771,9 @@ function holdForm(draft, onClose) {
         h('textarea', { id: 'hold-reason', name: 'hold-reason', rows: '2', required: true, autocomplete: 'off' }))),
     h('fieldset', null, h('legend', null, 'What the hold covers (at least one; all given must match)'),
       h('div', { class: 'grid-2' },
-        field('Custodians', input('hold-custodians'), 'User names, comma separated.'),
-        field('Teams', input('hold-teams'), 'Comma separated.'),
-        field('Channels', input('hold-channels'), 'team/channel, comma separated.'),
+        field('Custodians', suggesting(input('hold-custodians'), 'people'), 'User names, comma separated.'),
+        field('Teams', suggesting(input('hold-teams'), 'teams'), 'Comma separated.'),
+        field('Channels', suggesting(input('hold-channels'), 'teamChannels'), 'team/channel, comma separated.'),
         h('div', { class: 'grid-2 inner' },
           field('From (UTC day)', input('hold-from', { type: 'date' })),
           field('To (UTC day, included)', input('hold-to', { type: 'date' }))),
@@ -1765,9 +2015,10 @@ function renderExportSource(source, type, draft) {
       h('div', { class: 'grid-2' },
         field('From (UTC day)', input('export-from', { type: 'date' })),
         field('To (UTC day, included)', input('export-to', { type: 'date' })),
-        field('Custodians', input('export-custodians'), 'User names, comma separated.'),
-        field('Teams', input('export-teams'), 'Comma separated.'),
-        field('Channels', input('export-channels'), 'team/channel, comma separated.')));
+        field('Custodians', suggesting(input('export-custodians'), 'people'), 'User names, comma separated.'),
+        field('Teams', suggesting(input('export-teams'), 'teams'), 'Comma separated.'),
+        field('Channels', suggesting(input('export-channels'), 'teamChannels'), 'team/channel, comma separated.')));
+    loadFacets();
   }
 }
 

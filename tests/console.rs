@@ -6,9 +6,11 @@
 //! do: an officer searches, reads a hit in context and downloads an
 //! export; counsel puts a search under legal hold and releases it; an
 //! officer scoped to one team sees nothing of the others; a query with a
-//! syntax error points at the offending character; each role sees its own
-//! screens; a wrong password and a session ended behind the console's back
-//! send the person to the sign-in form; and the search screen fits a phone.
+//! syntax error points at the offending character; the search filters
+//! suggest the teams, channels and people of the person's scope and
+//! nothing outside it; each role sees its own screens; a wrong password
+//! and a session ended behind the console's back send the person to the
+//! sign-in form; and the search screen fits a phone.
 //! One test runs `holdfast serve` against a real OpenLDAP slapd instead of
 //! the demo: a person of the directory signs in with the directory's
 //! password and sees only the team their group grants.
@@ -24,7 +26,7 @@
 mod helpers;
 mod slapd;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -465,7 +468,7 @@ teams = ["{LDAP_TEAM}"]
                     level = level.max(here);
                 }
             }
-            let teams: std::collections::BTreeSet<&str> =
+            let teams: BTreeSet<&str> =
                 hits.iter().filter_map(|hit| hit["team"].as_str()).collect();
             if found["total"].as_u64().unwrap_or(0) >= 3
                 && level > 0
@@ -1105,6 +1108,146 @@ impl Console {
         }
     }
 
+    /// Opens the suggestions of the field `css` (a combobox once the
+    /// console has the facets of the person's scope) for `typed`, typed
+    /// into the emptied field (nothing typed: Down opens them), checks
+    /// the combobox's ARIA wiring, and returns each suggestion's value and
+    /// text, in the order shown.
+    async fn suggestions(&self, css: &str, typed: &str) -> Vec<(String, String)> {
+        self.wait_js(
+            &format!("`{css}` to offer suggestions (role=combobox)"),
+            "const e = $(arguments[0]); return !!e && e.getAttribute('role') === 'combobox' \
+               && e.getAttribute('aria-autocomplete') === 'list';",
+            vec![json!(css)],
+            UI_WAIT,
+        )
+        .await;
+        let field = self.element(css).await;
+        field.clear().await.unwrap();
+        if typed.is_empty() {
+            field.send_keys(&Key::Down).await.unwrap();
+        } else {
+            field.send_keys(typed).await.unwrap();
+        }
+        let options = self
+            .wait_js(
+                &format!("the suggestions of `{css}` for {typed:?}"),
+                "const e = $(arguments[0]); \
+                 const list = document.getElementById(e.getAttribute('aria-controls') || ''); \
+                 if (!list || !visible(list) || e.getAttribute('aria-expanded') !== 'true') return null; \
+                 if (list.getAttribute('role') !== 'listbox') return 'the popup is not a listbox'; \
+                 const options = Array.from(list.children); \
+                 if (options.some((o) => o.getAttribute('role') !== 'option' || !o.id)) \
+                   return 'an entry of the listbox is not an option with an id'; \
+                 return options.map((o) => [o.dataset.value, o.textContent]);",
+                vec![json!(css)],
+                UI_WAIT,
+            )
+            .await;
+        assert!(
+            options.is_array(),
+            "`{css}` for {typed:?}: {options} (value {:?})",
+            self.value(css).await
+        );
+        serde_json::from_value(options).unwrap()
+    }
+
+    /// Escape closes the suggestions of `css`.
+    async fn close_suggestions(&self, css: &str) {
+        self.element(css)
+            .await
+            .send_keys(&Key::Escape)
+            .await
+            .unwrap();
+        self.wait_js(
+            &format!("Escape to close the suggestions of `{css}`"),
+            "const e = $(arguments[0]); \
+             return !visible(document.getElementById(e.getAttribute('aria-controls'))) \
+               && e.getAttribute('aria-expanded') === 'false' && !e.hasAttribute('aria-activedescendant');",
+            vec![json!(css)],
+            UI_WAIT,
+        )
+        .await;
+    }
+
+    /// Types `typed` into the field `css`, moves down the suggestions with
+    /// the arrow key to the one of `value` and takes it with Enter; the
+    /// field's value after that.
+    async fn choose_by_keyboard(&self, css: &str, typed: &str, value: &str) -> String {
+        let shown = self.suggestions(css, typed).await;
+        let index = shown
+            .iter()
+            .position(|(shown, _)| shown == value)
+            .unwrap_or_else(|| {
+                panic!("`{css}` for {typed:?} does not suggest {value:?}: {shown:?}")
+            });
+        let field = self.element(css).await;
+        for _ in 0..=index {
+            field.send_keys(&Key::Down).await.unwrap();
+        }
+        let active = self
+            .js(
+                "const e = $(arguments[0]); \
+                 const option = document.getElementById(e.getAttribute('aria-activedescendant') || ''); \
+                 return option && option.getAttribute('aria-selected') === 'true' ? option.dataset.value : null;",
+                vec![json!(css)],
+            )
+            .await;
+        assert_eq!(
+            active,
+            value,
+            "after {} × Down, `{css}`'s aria-activedescendant should be the selected option {value:?}",
+            index + 1
+        );
+        field.send_keys(&Key::Enter).await.unwrap();
+        self.wait_js(
+            &format!("Enter to take the suggestion {value:?} in `{css}`"),
+            "const e = $(arguments[0]); return e.getAttribute('aria-expanded') === 'false';",
+            vec![json!(css)],
+            UI_WAIT,
+        )
+        .await;
+        self.value(css).await
+    }
+
+    /// Types `typed` into the field `css` and clicks the suggestion of
+    /// `value`; the field's value after that.
+    async fn choose_by_click(&self, css: &str, typed: &str, value: &str) -> String {
+        let shown = self.suggestions(css, typed).await;
+        let tagged = self
+            .js(
+                "const e = $(arguments[0]); \
+                 const list = document.getElementById(e.getAttribute('aria-controls')); \
+                 const option = Array.from(list.children).find((o) => o.dataset.value === arguments[1]); \
+                 if (option) option.setAttribute('data-test-choose', '1'); return !!option;",
+                vec![json!(css), json!(value)],
+            )
+            .await;
+        assert_eq!(
+            tagged, true,
+            "`{css}` for {typed:?} does not suggest {value:?}: {shown:?}"
+        );
+        self.click("[data-test-choose]").await;
+        self.wait_js(
+            &format!("a click to take the suggestion {value:?} in `{css}`"),
+            "const e = $(arguments[0]); return e.getAttribute('aria-expanded') === 'false' \
+               && document.activeElement === e;",
+            vec![json!(css)],
+            UI_WAIT,
+        )
+        .await;
+        self.value(css).await
+    }
+
+    /// The value of the form field `css`.
+    async fn value(&self, css: &str) -> String {
+        self.js("return $(arguments[0]).value;", vec![json!(css)])
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Waits for a file of `extension` to finish downloading.
     async fn downloaded(&self, extension: &str) -> PathBuf {
         let deadline = Instant::now() + UI_WAIT;
@@ -1168,6 +1311,42 @@ fn zip_names(path: &Path) -> Vec<String> {
         .file_names()
         .map(|name| name.unwrap().into_owned())
         .collect()
+}
+
+/// The `key` of each entry of a facets list (`/api/v1/facets`), in order.
+fn facet_names(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a facets list: {list}"))
+        .iter()
+        .map(|entry| entry[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `n` as the console writes a count (en-US: 1,234).
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// How many times the audit trail has `user` reading their facets.
+async fn facets_reads(server: &Server, admin_token: &str, user: &str) -> usize {
+    let trail = server
+        .get_ok(
+            admin_token,
+            &format!(
+                "/api/v1/audit?user={}&action=search_facets&limit=1000",
+                encode(user)
+            ),
+        )
+        .await;
+    trail["records"].as_array().unwrap().len()
 }
 
 /// A short random tag, so what a test creates is its own.
@@ -1583,6 +1762,176 @@ console_test!(scoped_officer_cannot_see_other_teams, |c| {
         !page.contains("west-desk /") && !page.contains("west-desk #"),
         "the page shows west-desk: {page}"
     );
+});
+
+console_test!(filters_suggest_what_the_scope_holds, |c| {
+    // What the API says the scoped officer's scope holds: one team.
+    let scoped_token = c.server.token("scoped-officer").await;
+    let scoped = c.server.get_ok(&scoped_token, "/api/v1/facets").await;
+    assert_eq!(
+        facet_names(&scoped["teams"], "name"),
+        ["energy-trading"],
+        "{scoped}"
+    );
+    let scoped_channels = scoped["channels"].as_array().unwrap();
+    assert!(
+        !scoped_channels.is_empty()
+            && scoped_channels
+                .iter()
+                .all(|channel| channel["team"] == "energy-trading"),
+        "the scoped officer's channels are energy-trading's: {scoped}"
+    );
+    let admin = c.server.token("admin").await;
+    let reads_before = facets_reads(&c.server, &admin, "scoped-officer").await;
+
+    c.goto("").await;
+    c.sign_in("scoped-officer").await;
+    c.element("#search-form").await;
+    let teams = c.suggestions("#filter-team", "").await;
+    let values: Vec<&str> = teams.iter().map(|(value, _)| value.as_str()).collect();
+    assert_eq!(
+        values,
+        ["energy-trading"],
+        "a scoped officer is offered their own team only: {teams:?}"
+    );
+    let events = scoped["teams"][0]["events"].as_u64().unwrap();
+    assert!(
+        teams[0].1.contains(&format!("{} event", thousands(events))),
+        "the suggestion shows the team's {events} events: {teams:?}"
+    );
+    c.close_suggestions("#filter-team").await;
+
+    let channels = c.suggestions("#filter-in", "").await;
+    let shown: BTreeSet<&str> = channels.iter().map(|(value, _)| value.as_str()).collect();
+    let expected: BTreeSet<&str> = scoped_channels
+        .iter()
+        .map(|channel| channel["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shown, expected,
+        "the channel suggestions are the channels of the API's answer"
+    );
+    for (value, text) in &channels {
+        let events = scoped_channels
+            .iter()
+            .find(|channel| channel["channel"] == value.as_str())
+            .unwrap()["events"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            text.contains(&format!("{value} (energy-trading)"))
+                && text.contains(&format!("{} event", thousands(events))),
+            "a channel suggestion reads `channel (team)` with its {events} events: {text:?}"
+        );
+    }
+    c.close_suggestions("#filter-in").await;
+    c.assert_no_junk("the suggestions").await;
+
+    // The export criteria suggest from the same scope, channels as
+    // team/channel; and the facets are not asked for again.
+    c.click("a[data-nav=\"exports\"]").await;
+    let custodians = c.suggestions("#export-custodians", "").await;
+    let people: BTreeSet<String> = facet_names(&scoped["people"], "name").into_iter().collect();
+    assert!(
+        !custodians.is_empty() && custodians.iter().all(|(value, _)| people.contains(value)),
+        "the custodian suggestions are people of the scope: {custodians:?}"
+    );
+    c.close_suggestions("#export-custodians").await;
+    let export_channels = c.suggestions("#export-channels", "energy").await;
+    assert!(
+        !export_channels.is_empty()
+            && export_channels
+                .iter()
+                .all(|(value, _)| value.starts_with("energy-trading/")),
+        "export channels are suggested as team/channel: {export_channels:?}"
+    );
+    c.close_suggestions("#export-channels").await;
+    c.click("a[data-nav=\"search\"]").await;
+    assert_eq!(
+        c.suggestions("#filter-team", "").await,
+        teams,
+        "back on the search screen, the same suggestions"
+    );
+    c.close_suggestions("#filter-team").await;
+    assert_eq!(
+        facets_reads(&c.server, &admin, "scoped-officer").await,
+        reads_before + 1,
+        "the console asks for the facets once per session (audited as search_facets)"
+    );
+
+    // Another person: the earlier person's suggestions are gone.
+    c.sign_out().await;
+    let token = c.server.token("officer").await;
+    let facets = c.server.get_ok(&token, "/api/v1/facets").await;
+    let all_teams = facet_names(&facets["teams"], "name");
+    assert!(all_teams.len() >= 2, "{facets}");
+    c.sign_in("officer").await;
+    c.element("#search-form").await;
+    let teams = c.suggestions("#filter-team", "").await;
+    let shown: BTreeSet<&str> = teams.iter().map(|(value, _)| value.as_str()).collect();
+    let expected: BTreeSet<&str> = all_teams.iter().map(String::as_str).collect();
+    assert_eq!(shown, expected, "the officer is offered every team");
+    c.close_suggestions("#filter-team").await;
+
+    // Someone of the API's answer, the least busy (so not among the first
+    // suggestions): typing their name suggests them.
+    let person = facet_names(&facets["people"], "name").pop().unwrap();
+    let people = c.suggestions("#filter-from", &person).await;
+    assert!(
+        people.iter().any(|(value, _)| *value == person),
+        "typing {person:?} suggests them: {people:?}"
+    );
+    c.close_suggestions("#filter-from").await;
+    c.element("#filter-from").await.clear().await.unwrap();
+
+    // Completing the last of several teams, with the keyboard: the first
+    // stays, and is not suggested again.
+    let team = all_teams.last().unwrap().clone();
+    let other = all_teams[0].clone();
+    let fragment: String = team.chars().take(3).collect();
+    let shown = c.suggestions("#filter-team", &format!("{other}, ")).await;
+    assert!(
+        shown.iter().any(|(value, _)| *value == team)
+            && shown.iter().all(|(value, _)| *value != other),
+        "after \"{other}, \" the other teams are suggested, not {other:?} again: {shown:?}"
+    );
+    c.close_suggestions("#filter-team").await;
+    let typed = format!("{other}, {fragment}");
+    let value = c.choose_by_keyboard("#filter-team", &typed, &team).await;
+    assert_eq!(value, format!("{other}, {team}"));
+    assert!(
+        !c.is_visible("#search-sent").await,
+        "Enter on a suggestion takes it, it does not search"
+    );
+
+    // One team, by a click, then search: only that team's posts.
+    let value = c.choose_by_click("#filter-team", &fragment, &team).await;
+    assert_eq!(value, team);
+    let total = c.search_ok("kind:post").await;
+    let sent = c.text("#search-sent").await;
+    assert!(
+        sent.contains(&format!("team:{team}")),
+        "the query sent has the team chosen: {sent:?}"
+    );
+    let expected = c
+        .server
+        .search(&token, &format!("kind:post team:{team}"), 1)
+        .await["total"]
+        .as_u64()
+        .unwrap();
+    assert!(total > 0, "{team} has posts");
+    assert_eq!(
+        total, expected,
+        "as many results as the API finds in {team}"
+    );
+    let wheres = c.texts("#search-results li.hit .hit-where").await;
+    assert!(!wheres.is_empty());
+    for place in &wheres {
+        assert!(
+            place.trim_start().starts_with(&format!("{team} /")),
+            "a hit outside {team}: {place:?}"
+        );
+    }
 });
 
 console_test!(search_errors_show_position, |c| {
