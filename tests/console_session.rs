@@ -302,6 +302,33 @@ async fn the_demo_seeds_an_archive_and_a_person_of_each_role_and_says_where_to_s
     assert_eq!(second["total"], all["total"], "nothing was stored twice");
 }
 
+/// A directory that holds anything but a demo (a real archive, say) is
+/// never seeded with sample data.
+#[test]
+fn the_demo_refuses_a_directory_that_is_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("holdfast.db"), b"a real archive").unwrap();
+    let output = holdfast(dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is not empty and is not a demo archive"),
+        "{stderr}"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["holdfast.db"], "nothing was written");
+    assert_eq!(
+        std::fs::read(dir.path().join("holdfast.db")).unwrap(),
+        b"a real archive"
+    );
+}
+
 #[test]
 fn the_demo_refuses_a_configuration_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -152,6 +152,17 @@ pub async fn run(data_dir: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<Ex
             data_dir.display()
         );
     } else {
+        // Never sample data into a real archive: only a new or empty
+        // directory becomes a demo.
+        let holds_something = std::fs::read_dir(&data_dir)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        if holds_something {
+            anyhow::bail!(
+                "{} is not empty and is not a demo archive (it has no {CREDENTIALS_FILE}); holdfast demo only uses a new directory or its own: choose another --data-dir (or delete it, if it is a demo whose first start was interrupted)",
+                data_dir.display()
+            );
+        }
         seed(&config, &credentials_path, args.events, args.seed).await?;
     }
     let credentials = std::fs::read_to_string(&credentials_path)

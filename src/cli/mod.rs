@@ -58,10 +58,16 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Start the service on a generated sample archive with sample people
-    /// of each role, and print where and as whom to sign in (a first look:
-    /// its own data directory, ./holdfast-demo by default, and its own
-    /// configuration; no configuration file or HOLDFAST_* setting applies).
+    /// Start the service on a generated sample archive, with a sample person
+    /// of each role, and print where and as whom to sign in.
+    ///
+    /// A first look, kept apart from real data: its own data directory
+    /// (./holdfast-demo unless --data-dir says otherwise) and its own
+    /// configuration: no configuration file, and of the HOLDFAST_* variables
+    /// only HOLDFAST_LOG, HOLDFAST_LOG_FORMAT and HOLDFAST_CONSOLE_DIR apply.
+    /// The archive (half of it from 400 days ago), the people, a one-year
+    /// retention policy and a legal hold are made at the first start; later
+    /// starts reuse them. The passwords are kept in demo-credentials.txt.
     Demo(demo::DemoArgs),
     /// Store events from an NDJSON file, or standard input with `-`.
     Ingest {
