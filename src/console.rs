@@ -165,6 +165,21 @@ mod tests {
         );
     }
 
+    /// The audit screen offers every action the trail can hold, and no other.
+    #[test]
+    fn the_audit_filter_lists_every_action() {
+        let script = String::from_utf8_lossy(include_bytes!("../console/app.js"));
+        let start = script.find("const AUDIT_ACTIONS = [").unwrap();
+        let list = &script[start..start + script[start..].find("];").unwrap()];
+        let offered: std::collections::BTreeSet<&str> =
+            list.split('\'').skip(1).step_by(2).collect();
+        let known: std::collections::BTreeSet<&str> = crate::audit::AuditAction::ALL
+            .iter()
+            .map(|action| action.as_str())
+            .collect();
+        assert_eq!(offered, known);
+    }
+
     /// The console loads nothing from elsewhere: no absolute URL in any file.
     #[test]
     fn the_files_name_no_other_server() {
