@@ -82,6 +82,7 @@ const state = {
   me: null,
   screens: new Set(),
   expiryTimer: 0,
+  warnTimer: 0,       // the notice a few minutes before the session ends
   pollTimer: 0,
   search: null,       // the search screen's form values, pages and last result
   holdDraft: null,    // criteria handed from a search to the hold form
@@ -440,12 +441,14 @@ function setSession(me) {
   $('#whoami').title = `${me.display_name || me.username}${me.email ? ` <${me.email}>` : ''}; search scope: ${me.search_scope}`;
   const expiry = $('#session-expiry');
   clearTimeout(state.expiryTimer);
+  clearTimeout(state.warnTimer);
   if (me.session_expires_at) {
     const end = new Date(me.session_expires_at);
     const sameDay = end.toDateString() === new Date().toDateString();
     expiry.textContent = `Session until ${(sameDay ? timeOnly : dayAndTime).format(end)}`;
     expiry.title = utcText(me.session_expires_at);
     armExpiry(end.getTime());
+    armWarning(end);
   } else {
     expiry.textContent = '';
   }
@@ -464,6 +467,20 @@ function armExpiry(endMs) {
   }
   // setTimeout takes at most 2^31-1 ms: re-arm for longer sessions.
   state.expiryTimer = setTimeout(() => armExpiry(endMs), Math.min(wait, 2 ** 31 - 1));
+}
+
+/** Minutes before the end of a session that the console says it is ending. */
+const WARN_MINUTES = 5;
+
+/** Says, a few minutes ahead, that the session is about to end. */
+function armWarning(end) {
+  const wait = end.getTime() - WARN_MINUTES * 60_000 - Date.now();
+  if (wait <= 0 || wait > 2 ** 31 - 1) return;
+  const gen = state.sessionGen;
+  state.warnTimer = setTimeout(() => {
+    if (gen !== state.sessionGen) return;
+    notify(`Your session ends at ${timeOnly.format(end)}, in ${WARN_MINUTES} minutes; then you will be asked to sign in again. Running exports go on.`);
+  }, wait);
 }
 
 /**
@@ -491,6 +508,7 @@ async function expiryReached() {
 /** Forgets everything about the session and shows the sign-in screen. */
 function sessionEnded(message) {
   clearTimeout(state.expiryTimer);
+  clearTimeout(state.warnTimer);
   stopPolling();
   closeContext(false);
   closeNavMenu();
