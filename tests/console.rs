@@ -10,7 +10,11 @@
 //! suggest the teams, channels and people of the person's scope and
 //! nothing outside it; each role sees its own screens; a wrong password
 //! and a session ended behind the console's back send the person to the
-//! sign-in form; and the search screen fits a phone.
+//! sign-in form; and the search screen fits a phone. An admin finds a
+//! retention run and its certificate of destruction; counsel exports what
+//! the demo's sample hold keeps as PDF; an auditor downloads the trail,
+//! filtered, as CSV; and the keyboard alone signs in, searches, opens a hit
+//! in context and closes it again.
 //! One test runs `holdfast serve` against a real OpenLDAP slapd instead of
 //! the demo: a person of the directory signs in with the directory's
 //! password and sees only the team their group grants.
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::{BodyExt, Full};
@@ -47,6 +52,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Events in the demo's generated archive.
 const DEMO_EVENTS: &str = "3000";
+/// The demo's sample legal hold (on two custodians of the older half).
+const DEMO_HOLD: &str = "Raptor investigation";
 /// Events generated into the LDAP test's archive.
 const LDAP_EVENTS: &str = "2000";
 /// The team of the LDAP group `compliance`'s officers.
@@ -1265,6 +1272,80 @@ impl Console {
             .to_owned()
     }
 
+    /// Presses each key of `keys` in turn (down, then up) on whatever has
+    /// the focus: keyboard input only, no element is targeted or clicked.
+    async fn press(&self, keys: &[char]) {
+        let mut actions = KeyActions::new("keyboard".to_owned());
+        for &key in keys {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .unwrap_or_else(|error| panic!("cannot press {keys:?}: {error}"));
+    }
+
+    /// Presses one special key (Tab, Enter, Escape...) on the focus.
+    async fn press_key(&self, key: Key) {
+        self.press(&[char::from(key)]).await;
+    }
+
+    /// Types `text` on the focus, key by key.
+    async fn type_keys(&self, text: &str) {
+        let keys: Vec<char> = text.chars().collect();
+        self.press(&keys).await;
+    }
+
+    /// Shift+Tab on the focus.
+    async fn shift_tab(&self) {
+        let actions = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down {
+                value: char::from(Key::Shift),
+            })
+            .then(KeyAction::Down {
+                value: char::from(Key::Tab),
+            })
+            .then(KeyAction::Up {
+                value: char::from(Key::Tab),
+            })
+            .then(KeyAction::Up {
+                value: char::from(Key::Shift),
+            });
+        self.client
+            .perform_actions(actions)
+            .await
+            .unwrap_or_else(|error| panic!("cannot press Shift+Tab: {error}"));
+    }
+
+    /// What has the focus, in words (tag, id, classes, text), for checks
+    /// and failure messages.
+    async fn focused(&self) -> String {
+        self.js(
+            "const e = document.activeElement; \
+             if (!e || e === document.body) return 'body'; \
+             return e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') \
+               + (e.classList.length ? '.' + Array.from(e.classList).join('.') : '') \
+               + ' ' + JSON.stringify((e.textContent || '').trim().slice(0, 40));",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Whether the focus is on the element `css` (the first match).
+    async fn has_focus(&self, css: &str) -> bool {
+        self.js(
+            "const e = $(arguments[0]); return !!e && document.activeElement === e;",
+            vec![json!(css)],
+        )
+        .await
+            == true
+    }
+
     /// Waits for a file of `extension` to finish downloading.
     async fn downloaded(&self, extension: &str) -> PathBuf {
         let deadline = Instant::now() + UI_WAIT;
@@ -1328,6 +1409,63 @@ fn zip_names(path: &Path) -> Vec<String> {
         .file_names()
         .map(|name| name.unwrap().into_owned())
         .collect()
+}
+
+/// The bytes of the entry `name` of a zip archive (at its root or in its
+/// one top directory).
+fn zip_entry(path: &Path, name: &str) -> Vec<u8> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = zip::ZipArchive::new(file)
+        .unwrap_or_else(|error| panic!("{} is not a readable zip: {error}", path.display()));
+    let full = archive
+        .file_names()
+        .map(|entry| entry.unwrap().into_owned())
+        .find(|entry| entry == name || entry.ends_with(&format!("/{name}")))
+        .unwrap_or_else(|| panic!("{} has no {name}", path.display()));
+    let mut bytes = Vec::new();
+    archive
+        .by_name(&full)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+/// The header and rows of a CSV text.
+fn csv_rows(what: &str, bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap_or_else(|error| panic!("{what}: no CSV header row: {error}"))
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|record| {
+            record
+                .unwrap_or_else(|error| panic!("{what}: not CSV: {error}"))
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+/// The sample legal hold of `holdfast demo`, as `token` sees it: its id.
+async fn demo_hold(server: &Server, token: &str) -> i64 {
+    let holds = server.get_ok(token, "/api/v1/holds?status=active").await;
+    holds["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|hold| hold["name"] == DEMO_HOLD)
+        .unwrap_or_else(|| panic!("the demo has no active hold {DEMO_HOLD:?}: {holds}"))["id"]
+        .as_i64()
+        .unwrap()
 }
 
 /// The `key` of each entry of a facets list (`/api/v1/facets`), in order.
@@ -2368,3 +2506,588 @@ console_test!(
         assert_eq!(status, 401, "GET /api/v1/me after signing out");
     }
 );
+
+console_test!(admin_sees_a_retention_run_and_its_certificate, |c| {
+    let token = c.server.token("admin").await;
+    let hold_id = demo_hold(&c.server, &token).await;
+    let hold_path = format!("/api/v1/holds/{hold_id}");
+    let held_events = |hold: &Value| {
+        hold["held"]["events"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a hold without held.events: {hold}"))
+    };
+    let held_before = held_events(&c.server.get_ok(&token, &hold_path).await);
+    assert!(held_before > 0, "the sample hold holds nothing");
+    // hold id -> events it keeps, of a plan or a certificate.
+    let kept_by = |answer: &Value| -> BTreeMap<i64, u64> {
+        answer["kept_by_holds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no kept_by_holds: {answer}"))
+            .iter()
+            .map(|kept| {
+                (
+                    kept["hold_id"].as_i64().unwrap(),
+                    kept["events"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let plan = c.server.get_ok(&token, "/api/v1/retention/plan").await;
+    let to_delete = plan["events_to_delete"].as_u64().unwrap();
+    assert!(
+        to_delete > 0,
+        "the demo's older half is due under its one-year policy: {plan}"
+    );
+    let planned_kept = kept_by(&plan);
+    assert!(
+        planned_kept.get(&hold_id).is_some_and(|events| *events > 0),
+        "the plan says the sample hold keeps due events: {plan}"
+    );
+
+    // The run, through the API: it answers with its certificate.
+    let authorization = format!("Bearer {token}");
+    let (status, body) = http(
+        Method::POST,
+        &c.server.url("/api/v1/retention/runs"),
+        &[("authorization", authorization.as_str())],
+        None,
+    )
+    .await;
+    let certificate = json_of("POST /api/v1/retention/runs", &body);
+    assert_eq!(status, StatusCode::OK, "{certificate}");
+    let run_id = certificate["run_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the certificate names no run_id: {certificate}"));
+    let deleted = certificate["events_deleted"].as_u64().unwrap();
+    assert_eq!(
+        deleted, to_delete,
+        "the run deletes what the plan said it would: {certificate}"
+    );
+    let by_policy: u64 = certificate["deleted_by_policy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|policy| policy["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        by_policy, deleted,
+        "the events deleted per policy add up to events_deleted: {certificate}"
+    );
+    assert_eq!(
+        kept_by(&certificate),
+        planned_kept,
+        "the run's holds keep what the plan said they would: {certificate}"
+    );
+    assert_eq!(
+        planned_kept.values().sum::<u64>(),
+        plan["events_kept_by_holds"].as_u64().unwrap(),
+        "{plan}"
+    );
+    // What the hold keeps is still there, all of it; and nothing else due
+    // is left.
+    assert_eq!(
+        held_events(&c.server.get_ok(&token, &hold_path).await),
+        held_before,
+        "the retention run deleted events that the sample hold keeps"
+    );
+    let after = c.server.get_ok(&token, "/api/v1/retention/plan").await;
+    assert_eq!(
+        after["events_to_delete"], 0,
+        "after the run nothing due is left: {after}"
+    );
+    assert_eq!(
+        kept_by(&after),
+        planned_kept,
+        "the hold still keeps the same events: {after}"
+    );
+
+    let shown = c
+        .server
+        .get_ok(&token, &format!("/api/v1/retention/runs/{run_id}"))
+        .await;
+    assert_eq!(
+        shown["certificate"], certificate,
+        "GET /api/v1/retention/runs/{run_id} gives the certificate the run answered with"
+    );
+    for (key, value) in [
+        ("status", "done"),
+        ("started_by", "admin"),
+        ("trigger", "api"),
+    ] {
+        assert_eq!(shown[key], value, "{shown}");
+    }
+    let runs = c.server.get_ok(&token, "/api/v1/retention/runs").await;
+    let runs = runs["runs"].as_array().unwrap().clone();
+    let summary = runs
+        .iter()
+        .find(|run| run["run_id"] == run_id)
+        .unwrap_or_else(|| panic!("GET /api/v1/retention/runs lacks run {run_id}: {runs:?}"))
+        .clone();
+    let iso = |ms: &Value| {
+        chrono::DateTime::from_timestamp_millis(ms.as_i64().unwrap())
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+
+    // The console: the run in the list, with what the API says of it.
+    c.goto("").await;
+    c.sign_in("admin").await;
+    c.click("a[data-nav=\"retention\"]").await;
+    let row = format!("#retention-runs tr[data-run-id=\"{run_id}\"]");
+    c.element(&row).await;
+    let listed = c
+        .js(
+            "return $$('#retention-runs tbody tr').map((tr) => tr.dataset.runId);",
+            vec![],
+        )
+        .await;
+    let expected: Vec<String> = runs.iter().map(|run| run["run_id"].to_string()).collect();
+    assert_eq!(
+        listed,
+        json!(expected),
+        "#retention-runs lists the API's runs, newest first"
+    );
+    let cells = c
+        .js(
+            "return Array.from($(arguments[0]).children).map((td) => { \
+               const time = td.querySelector('time'); \
+               return time ? time.getAttribute('datetime') : td.textContent.trim(); });",
+            vec![json!(row)],
+        )
+        .await;
+    assert_eq!(
+        cells,
+        json!([
+            format!("Run {run_id}"),
+            iso(&summary["started_at_ms"]),
+            iso(&summary["finished_at_ms"]),
+            summary["as_of"],
+            "admin",
+            "api",
+            "done",
+            summary["stage"],
+        ]),
+        "the row of run {run_id} (run, started, finished, as of, by, trigger, status, stage) against {summary}"
+    );
+
+    // Opened: its certificate, exactly the API's.
+    c.click(&format!("{row} button.open-run")).await;
+    let text = c
+        .wait_js(
+            "the run's certificate",
+            "const pre = $('pre#retention-certificate'); \
+             return visible(pre) && pre.textContent.trim().startsWith('{') ? pre.textContent : null;",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    let shown_certificate: Value = serde_json::from_str(text.as_str().unwrap())
+        .unwrap_or_else(|error| panic!("#retention-certificate is not JSON ({error}): {text}"));
+    assert_eq!(
+        shown_certificate, certificate,
+        "#retention-certificate shows the certificate of GET /api/v1/retention/runs/{run_id}"
+    );
+    let heading = c.text("#retention-run h3").await;
+    assert_eq!(heading, format!("Run {run_id}"));
+
+    // A plan now: nothing to delete, and the hold still keeping its events.
+    c.click("#retention-plan-run").await;
+    let plan_rows = c
+        .wait_js(
+            "a retention plan",
+            "const table = $('#retention-plan'); if (!visible(table)) return null; \
+             return Object.fromEntries($$('#retention-plan tr').filter((tr) => tr.querySelector('td')) \
+               .map((tr) => [tr.querySelector('th').textContent.trim(), tr.querySelector('td').textContent.trim()]));",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    assert_eq!(plan_rows["Events to delete"], "0", "{plan_rows}");
+    let kept = planned_kept[&hold_id];
+    let hold_row = plan_rows
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(label, _)| label.starts_with(&format!("{DEMO_HOLD} (#{hold_id},")))
+        .unwrap_or_else(|| panic!("the plan has no row of the hold {DEMO_HOLD:?}: {plan_rows}"));
+    assert_eq!(
+        hold_row.1,
+        &json!(thousands(kept)),
+        "the plan shows the {kept} events the hold keeps: {plan_rows}"
+    );
+});
+
+console_test!(counsel_exports_what_a_hold_keeps, |c| {
+    let token = c.server.token("counsel").await;
+    let hold_id = demo_hold(&c.server, &token).await;
+    let hold = c
+        .server
+        .get_ok(&token, &format!("/api/v1/holds/{hold_id}"))
+        .await;
+    let held = hold["held"]["events"].as_u64().unwrap();
+    assert!(held > 0, "the sample hold holds nothing: {hold}");
+
+    c.goto("").await;
+    c.sign_in("counsel").await;
+    c.click("a[data-nav=\"holds\"]").await;
+    c.click(&format!("#holds-list tr[data-hold-id=\"{hold_id}\"]"))
+        .await;
+    c.wait_js(
+        "the sample hold's page",
+        "const h = $('#hold-detail h1'); return visible(h) && h.textContent.trim() === arguments[0];",
+        vec![json!(DEMO_HOLD)],
+        UI_WAIT,
+    )
+    .await;
+    c.click("#export-from-hold").await;
+    c.element("#export-form").await;
+    assert_eq!(c.hash().await, "#/exports");
+    assert_eq!(c.value("#export-source-type").await, "hold");
+    assert_eq!(c.value("#export-hold").await, hold_id.to_string());
+    let source = c.text("#export-source").await;
+    assert!(
+        source.contains(DEMO_HOLD),
+        "#export-source names the hold: {source:?}"
+    );
+    for format in ["csv", "pdf", "jsonl", "actiance", "eml"] {
+        let checkbox = c
+            .element(&format!("input[name=\"format\"][value=\"{format}\"]"))
+            .await;
+        if checkbox.is_selected().await.unwrap() != (format == "pdf") {
+            checkbox.click().await.unwrap();
+        }
+    }
+    let matter = format!("hold export {}", nonce());
+    c.fill("#export-matter", &matter).await;
+    c.click("#export-submit").await;
+
+    let export = {
+        let deadline = Instant::now() + UI_WAIT;
+        loop {
+            let list = c.server.get_ok(&token, "/api/v1/exports").await;
+            let found = list["exports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|export| export["request"]["matter"] == matter.as_str())
+                .cloned();
+            if let Some(export) = found {
+                break export;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no export with matter {matter:?} was created: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    assert_eq!(
+        export["request"]["source"],
+        json!({"type": "hold", "hold": hold_id.to_string()}),
+        "the export's source is the hold: {export}"
+    );
+    assert_eq!(export["request"]["formats"], json!(["pdf"]), "{export}");
+    let id = export["id"].as_str().unwrap().to_owned();
+    c.wait_js(
+        "the export's row to say done, with its download link",
+        "const row = $$('#exports-list tr[data-export-id]').find((r) => r.dataset.exportId === arguments[0]); \
+         if (!row) return null; \
+         const status = row.querySelector('.export-status'); \
+         return status && /complete|done/i.test(status.textContent) && row.querySelector('a.export-download');",
+        vec![json!(id)],
+        EXPORT_WAIT,
+    )
+    .await;
+    let record = c
+        .server
+        .get_ok(&token, &format!("/api/v1/exports/{id}"))
+        .await;
+    assert_eq!(record["status"], "done", "{record}");
+    assert_eq!(
+        record["events"], held,
+        "the export has the {held} events the hold keeps: {record}"
+    );
+    c.click(&format!(
+        "#exports-list tr[data-export-id=\"{id}\"] a.export-download"
+    ))
+    .await;
+    let zip = c.downloaded("zip").await;
+    let names = zip_names(&zip);
+    let manifest = zip_entry(&zip, "manifest.json");
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap_or_else(|error| {
+        panic!(
+            "manifest.json is not JSON ({error}): {}",
+            String::from_utf8_lossy(&manifest)
+        )
+    });
+    assert_eq!(
+        manifest["request"]["source"],
+        json!({"type": "hold", "hold": hold_id.to_string()}),
+        "{manifest}"
+    );
+    assert_eq!(manifest["formats"], json!(["pdf"]), "{manifest}");
+    assert_eq!(manifest["matter"], matter.as_str(), "{manifest}");
+    // counts.events: the events written to the package, which for a hold
+    // is what it keeps now (matching events and their posts' other events).
+    assert_eq!(
+        manifest["counts"]["events"], held,
+        "the manifest counts the {held} events the hold keeps (held.events): {manifest}"
+    );
+    let per_channel: u64 = manifest["counts"]["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|channel| channel["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        per_channel, held,
+        "the manifest's channels add up to the events held: {manifest}"
+    );
+    let files: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["name"].as_str().unwrap().to_owned())
+        .collect();
+    let pdfs: Vec<&String> = files.iter().filter(|name| name.ends_with(".pdf")).collect();
+    assert!(!pdfs.is_empty(), "the manifest lists no PDF: {files:?}");
+    for file in &files {
+        assert!(
+            names
+                .iter()
+                .any(|name| name == file || name.ends_with(&format!("/{file}"))),
+            "the manifest lists {file}, not in the zip: {names:?}"
+        );
+        // Besides the PDF, only the warnings file every package has.
+        assert!(
+            file.ends_with(".pdf") || file == "warnings.jsonl",
+            "only PDF was asked for: {files:?}"
+        );
+    }
+    let pdf = zip_entry(&zip, pdfs[0]);
+    assert!(pdf.starts_with(b"%PDF"), "{} is not a PDF", pdfs[0]);
+});
+
+console_test!(auditor_exports_the_trail_as_csv, |c| {
+    // The API's sign-in is a login record too.
+    let token = c.server.token("auditor").await;
+    c.goto("").await;
+    c.sign_in("auditor").await;
+    c.click("a[data-nav=\"audit\"]").await;
+    c.element("#audit-form").await;
+    c.element("select#audit-action")
+        .await
+        .select_by_value("login")
+        .await
+        .unwrap_or_else(|error| panic!("#audit-action has no option login: {error}"));
+    c.click("#audit-submit").await;
+    let shown = c
+        .wait_js(
+            "the audit records of action login",
+            "const heads = $$('#audit-records thead th').map((th) => th.textContent.trim().toLowerCase()); \
+             const column = heads.indexOf('action'); \
+             if (column < 0) return null; \
+             const rows = $$('#audit-records tbody tr'); \
+             const actions = rows.map((tr) => tr.children[column] ? tr.children[column].textContent.trim() : ''); \
+             return actions.length && actions.every((a) => a === 'login') ? rows.map((tr) => tr.dataset.seq) : null;",
+            vec![],
+            UI_WAIT,
+        )
+        .await;
+    let table: BTreeSet<u64> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|seq| seq.as_str().unwrap().parse().unwrap())
+        .collect();
+    c.click("a#audit-export").await;
+    let path = c.downloaded("csv").await;
+    let bytes = std::fs::read(&path).unwrap();
+    let (header, rows) = csv_rows("the downloaded CSV", &bytes);
+    assert_eq!(
+        header,
+        [
+            "seq",
+            "at",
+            "actor",
+            "role",
+            "client",
+            "action",
+            "params",
+            "outcome",
+            "detail",
+            "prev_hash",
+            "hash"
+        ],
+        "the CSV's header row"
+    );
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (seq, action, actor) = (column("seq"), column("action"), column("actor"));
+    for row in &rows {
+        assert_eq!(row[action], "login", "a row of another action: {row:?}");
+    }
+    let downloaded: BTreeSet<u64> = rows.iter().map(|row| row[seq].parse().unwrap()).collect();
+    assert_eq!(downloaded.len(), rows.len(), "a record twice in the CSV");
+    assert!(
+        rows.len() >= table.len() && table.is_subset(&downloaded),
+        "the CSV ({} rows) has every record of the table ({:?}): {downloaded:?}",
+        rows.len(),
+        table
+    );
+    assert!(
+        rows.iter().any(|row| row[actor] == "auditor"),
+        "the auditor's own sign-ins are in the CSV: {rows:?}"
+    );
+
+    // The same selection from the API, a moment later: the same records,
+    // plus only newer ones if the trail grew meanwhile.
+    let authorization = format!("Bearer {token}");
+    let (status, body) = http(
+        Method::GET,
+        &c.server.url("/api/v1/audit?action=login&format=csv"),
+        &[("authorization", authorization.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (api_header, api_rows) = csv_rows("GET /api/v1/audit?format=csv", &body);
+    assert_eq!(api_header, header);
+    let from_api: BTreeSet<u64> = api_rows
+        .iter()
+        .map(|row| {
+            assert_eq!(row[action], "login", "{row:?}");
+            row[seq].parse().unwrap()
+        })
+        .collect();
+    assert!(
+        downloaded.is_subset(&from_api),
+        "the console's CSV has records the API's does not: {downloaded:?} vs {from_api:?}"
+    );
+    let newest = downloaded.last().copied().unwrap_or(0);
+    let missing: Vec<&u64> = from_api.difference(&downloaded).collect();
+    assert!(
+        missing.iter().all(|seq| **seq > newest),
+        "the console's CSV lacks older login records {missing:?} (its newest is {newest})"
+    );
+});
+
+console_test!(keyboard_only_search_and_context, |c| {
+    c.goto("").await;
+    c.element("#login-form").await;
+    // Back to the start of the page: the skip link is the first stop.
+    let mut visited = Vec::new();
+    while !c.has_focus("a.skip-link").await {
+        assert!(
+            visited.len() < 10,
+            "Shift+Tab never reaches the skip link: {visited:?}"
+        );
+        c.shift_tab().await;
+        visited.push(c.focused().await);
+    }
+    assert!(
+        c.is_visible("a.skip-link").await,
+        "the focused skip link is shown"
+    );
+    // The skip link takes the focus to the content; Tab goes on to the
+    // username field.
+    c.press_key(Key::Enter).await;
+    c.wait_js(
+        "the skip link to move the focus into #view",
+        "return $('#view').contains(document.activeElement);",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    c.press_key(Key::Tab).await;
+    assert!(
+        c.has_focus("#login-username").await,
+        "Tab after the skip link should reach the username field, reached {}",
+        c.focused().await
+    );
+    c.type_keys("officer").await;
+    c.press_key(Key::Tab).await;
+    assert!(
+        c.has_focus("#login-password").await,
+        "Tab after the username should reach the password, reached {}",
+        c.focused().await
+    );
+    let password = c.server.password("officer").to_owned();
+    c.type_keys(&password).await;
+    c.press_key(Key::Enter).await;
+    c.wait_js(
+        "Enter in the password field to sign the officer in",
+        "return !visible($('#login-form')) && visible($('#whoami')) && $('#whoami').textContent.includes('officer');",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+
+    // The search box: focused on arrival, or by `/`.
+    c.element("#search-form").await;
+    if !c.has_focus("#search-q").await {
+        c.press(&['/']).await;
+    }
+    assert!(
+        c.has_focus("#search-q").await,
+        "the search box should have the focus (or take it on `/`), {} has it",
+        c.focused().await
+    );
+    let query = "kind:post";
+    c.type_keys(query).await;
+    c.press_key(Key::Enter).await;
+    c.wait_js(
+        "the results of the search typed",
+        "const sent = $('#search-sent'), total = $('#search-total'); \
+         return !!sent && sent.textContent.includes(arguments[0]) && !!total && /[1-9]/.test(total.textContent) \
+           && $$('#search-results button.open-thread').length > 0;",
+        vec![json!(query)],
+        UI_WAIT,
+    )
+    .await;
+    c.js(
+        "$('#search-results button.open-thread').setAttribute('data-test-opener', '1');",
+        vec![],
+    )
+    .await;
+    let mut visited = Vec::new();
+    while !c.has_focus("[data-test-opener]").await {
+        assert!(
+            visited.len() < 80,
+            "Tab never reaches the first `Open in context`: {visited:?}"
+        );
+        c.press_key(Key::Tab).await;
+        visited.push(c.focused().await);
+    }
+    c.press_key(Key::Enter).await;
+    c.wait_js(
+        "Enter on `Open in context` to open the panel with the focus in it",
+        "const panel = $('#context'); return visible(panel) && panel.contains(document.activeElement) \
+           && !!panel.querySelector('.msg.focus');",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    assert!(
+        c.js(
+            "return $('#context').contains(document.activeElement);",
+            vec![]
+        )
+        .await
+            == true,
+        "the focus left #context once it loaded: {}",
+        c.focused().await
+    );
+    c.press_key(Key::Escape).await;
+    c.wait_js(
+        "Escape to close the context",
+        "return !visible($('#context'));",
+        vec![],
+        UI_WAIT,
+    )
+    .await;
+    assert!(
+        c.has_focus("[data-test-opener]").await,
+        "after Escape the focus is back on the `Open in context` that opened it, not on {}",
+        c.focused().await
+    );
+});
