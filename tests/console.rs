@@ -3091,3 +3091,99 @@ console_test!(keyboard_only_search_and_context, |c| {
         c.focused().await
     );
 });
+
+console_test!(pages_through_a_large_result_set, |c| {
+    // The API's first two pages of 20, newest first (the console's defaults).
+    let token = c.server.token("officer").await;
+    let first = c
+        .server
+        .get_ok(&token, "/api/v1/search?q=kind%3Apost&limit=20&sort=newest")
+        .await;
+    let total = first["total"].as_u64().unwrap();
+    assert!(
+        total > 40,
+        "the demo has more than two pages of posts: {total}"
+    );
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = c
+        .server
+        .get_ok(
+            &token,
+            &format!(
+                "/api/v1/search?q=kind%3Apost&limit=20&sort=newest&cursor={}",
+                encode(&cursor)
+            ),
+        )
+        .await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| hit["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first_ids, second_ids) = (ids(&first), ids(&second));
+    assert_eq!(first_ids.len(), 20);
+    assert_eq!(second_ids.len(), 20);
+
+    c.goto("").await;
+    c.sign_in("officer").await;
+    assert_eq!(c.search_ok("kind:post").await, total);
+    assert_eq!(
+        shown_hit_ids(&c).await,
+        first_ids,
+        "page 1 is the API's page 1"
+    );
+    assert!(
+        !c.is_visible("#page-prev").await
+            || c.js("return $('#page-prev').disabled;", vec![]).await == true,
+        "no previous page on page 1"
+    );
+
+    c.click("#page-next").await;
+    c.wait_js(
+        "page 2",
+        "return /2/.test($('#page-info').textContent) \
+         && $$('#search-results li.hit').length > 0 \
+         && $('#search-results li.hit').getAttribute('data-event') === arguments[0];",
+        vec![json!(second_ids[0])],
+        UI_WAIT,
+    )
+    .await;
+    assert_eq!(
+        shown_hit_ids(&c).await,
+        second_ids,
+        "page 2 is the API's page 2"
+    );
+
+    c.click("#page-prev").await;
+    c.wait_js(
+        "page 1 again",
+        "return /1/.test($('#page-info').textContent) \
+         && $('#search-results li.hit').getAttribute('data-event') === arguments[0];",
+        vec![json!(first_ids[0])],
+        UI_WAIT,
+    )
+    .await;
+    assert_eq!(shown_hit_ids(&c).await, first_ids, "back on page 1");
+    let info = c.text("#search-total").await;
+    assert!(
+        info.replace(',', "").contains(&total.to_string()),
+        "the total stays shown: {info:?}"
+    );
+});
+
+/// The event ids of the hits on the page, in order.
+async fn shown_hit_ids(c: &Console) -> Vec<String> {
+    c.js(
+        "return $$('#search-results li.hit').map((e) => e.getAttribute('data-event'));",
+        vec![],
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|id| id.as_str().unwrap().to_owned())
+    .collect()
+}
