@@ -412,6 +412,29 @@ teams = ["{LDAP_TEAM}"]
         body
     }
 
+    /// The export record with this matter, waited for (the console starts
+    /// it in the background).
+    async fn export_with_matter(&self, token: &str, matter: &str) -> Value {
+        let deadline = Instant::now() + UI_WAIT;
+        loop {
+            let list = self.get_ok(token, "/api/v1/exports").await;
+            let found = list["exports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|export| export["request"]["matter"] == matter)
+                .cloned();
+            if let Some(export) = found {
+                return export;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no export with matter {matter:?} was created: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn search(&self, token: &str, query: &str, limit: usize) -> Value {
         let path = format!("/api/v1/search?q={}&limit={limit}", encode(query));
         self.get_ok(token, &path).await
@@ -1610,26 +1633,7 @@ console_test!(officer_journey, |c| {
     c.fill("#export-matter", &matter).await;
     c.click("#export-submit").await;
     let token = c.server.token("officer").await;
-    let export = {
-        let deadline = Instant::now() + UI_WAIT;
-        loop {
-            let list = c.server.get_ok(&token, "/api/v1/exports").await;
-            let found = list["exports"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|export| export["request"]["matter"] == matter.as_str())
-                .cloned();
-            if let Some(export) = found {
-                break export;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no export with matter {matter:?} was created: {list}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
+    let export = c.server.export_with_matter(&token, &matter).await;
     assert_eq!(
         export["request"]["source"]["type"], "query",
         "the export's source is the search: {export}"
@@ -2761,26 +2765,7 @@ console_test!(counsel_exports_what_a_hold_keeps, |c| {
     c.fill("#export-matter", &matter).await;
     c.click("#export-submit").await;
 
-    let export = {
-        let deadline = Instant::now() + UI_WAIT;
-        loop {
-            let list = c.server.get_ok(&token, "/api/v1/exports").await;
-            let found = list["exports"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|export| export["request"]["matter"] == matter.as_str())
-                .cloned();
-            if let Some(export) = found {
-                break export;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no export with matter {matter:?} was created: {list}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
+    let export = c.server.export_with_matter(&token, &matter).await;
     assert_eq!(
         export["request"]["source"],
         json!({"type": "hold", "hold": hold_id.to_string()}),

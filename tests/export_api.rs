@@ -1151,6 +1151,17 @@ async fn finished_and_failed_exports_answer_conflicts(backend: Backend) {
     assert_eq!(record.outcome, AuditOutcome::Failed, "{record:?}");
     assert_eq!(record.params["status"], "failed", "{record:?}");
     assert_eq!(record.actor, "token:officer-legal");
+
+    // A finished export whose package an operator removed: 410, named,
+    // rather than a failure of the server.
+    std::fs::remove_dir_all(app.exports_dir.join(id)).unwrap();
+    let reply = app.download(id, &officer).await;
+    let body = reply.error(StatusCode::GONE, "package_missing");
+    assert!(message(&body).contains(id), "{body}");
+    assert!(
+        !message(&body).contains(app.exports_dir.to_str().unwrap()),
+        "no server path is told: {body}"
+    );
 }
 
 /// `n` generated events over three teams (2024).

@@ -30,6 +30,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: u64 },
     #[error("{what} not found")]
     NotFound { what: String },
+    /// It existed and is gone from the server (a removed export package).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
+            ApiError::Gone { code, .. } => (StatusCode::GONE, *code),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

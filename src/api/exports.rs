@@ -51,6 +51,19 @@ fn is_admin(caller: &Caller) -> bool {
 
 /// The export `id` if the caller may see it (their own, or any for an
 /// admin); 404 otherwise, so ids of others' exports reveal nothing.
+/// The export a `{id}` path names, if the caller may see it; the id goes
+/// into the audit note first, so a refusal is audited with it.
+async fn export_of_path(
+    state: &AppState,
+    caller: &Caller,
+    id: Result<Path<String>, PathRejection>,
+    note: &mut Value,
+) -> Result<ExportRow, ApiError> {
+    let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    *note = json!({ "export": id });
+    visible_export(state, caller, &id).await
+}
+
 async fn visible_export(
     state: &AppState,
     caller: &Caller,
@@ -187,9 +200,7 @@ pub async fn show(
 ) -> Response {
     let mut note = json!({});
     let result = async {
-        let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-        note = json!({ "export": id });
-        let row = visible_export(&state, &caller, &id).await?;
+        let row = export_of_path(&state, &caller, id, &mut note).await?;
         let deliveries = state
             .store
             .db()
@@ -219,9 +230,7 @@ pub async fn cancel(
 ) -> Response {
     let mut note = json!({});
     let result = async {
-        let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-        note = json!({ "export": id });
-        let row = visible_export(&state, &caller, &id).await?;
+        let row = export_of_path(&state, &caller, id, &mut note).await?;
         if row.status != "running" || !service(&state)?.cancel(row.export_id) {
             return Err(ApiError::Conflict {
                 code: "not_running",
@@ -250,9 +259,7 @@ pub async fn download(
 ) -> Response {
     let mut note = json!({});
     let result = async {
-        let Path(id) = id.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-        note = json!({ "export": id });
-        let row = visible_export(&state, &caller, &id).await?;
+        let row = export_of_path(&state, &caller, id, &mut note).await?;
         let (Some(dir), "done") = (row.package_dir.clone(), row.status.as_str()) else {
             return Err(ApiError::Conflict {
                 code: "not_ready",
@@ -265,11 +272,21 @@ pub async fn download(
         };
         note["manifest_sha256"] = json!(row.manifest_sha256);
         let package = std::path::PathBuf::from(&dir);
+        if !tokio::fs::try_exists(&package).await.unwrap_or(false) {
+            return Err(ApiError::Gone {
+                code: "package_missing",
+                message: format!(
+                    "the package of export {} is no longer on the server (it was removed); start the export again",
+                    export_name(row.export_id)
+                ),
+            });
+        }
         let exports_dir = service(&state)?.exporter().exports_dir.clone();
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
             // A temporary file, unlinked once open: the stream keeps it
             // alive, nothing is left behind.
-            let mut temp = tempfile_in(&exports_dir)?;
+            let mut temp = tempfile::tempfile_in(&exports_dir)
+                .map_err(|error| format!("{}: {error}", exports_dir.display()))?;
             crate::export::delivery::zip_package(&package, &mut temp)
                 .map_err(|error| error.to_string())?;
             use std::io::Seek;
@@ -301,20 +318,4 @@ pub async fn download(
     }
     .await;
     noted(result, note)
-}
-
-/// A new file in `dir`, already unlinked.
-fn tempfile_in(dir: &std::path::Path) -> Result<std::fs::File, String> {
-    use rand::RngCore;
-    let mut bytes = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let path = dir.join(format!(".download-{}.zip", hex::encode(bytes)));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|error| format!("{}: {error}", path.display()))?;
-    std::fs::remove_file(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-    Ok(file)
 }

@@ -154,13 +154,7 @@ impl ActianceWriter {
 impl FormatWriter for ActianceWriter {
     fn begin_channel(&mut self, channel: &ChannelInfo) -> Result<(), ExportError> {
         if let Some(open) = &self.conversation {
-            return Err(ExportError::Format {
-                format: FORMAT,
-                message: format!(
-                    "channel {}/{} begins before {}/{} ended",
-                    channel.team, channel.channel, open.info.team, open.info.channel
-                ),
-            });
+            return Err(ExportError::channel_still_open(FORMAT, channel, &open.info));
         }
         self.conversation = Some(Conversation {
             info: channel.clone(),
@@ -174,25 +168,10 @@ impl FormatWriter for ActianceWriter {
 
     fn write(&mut self, event: &ExportEvent, warnings: &mut Warnings) -> Result<(), ExportError> {
         let event = &event.event;
-        let Some(conversation) = &self.conversation else {
-            return Err(ExportError::Format {
-                format: FORMAT,
-                message: format!("event {} is outside a channel", event.id),
-            });
-        };
-        if conversation.info.team != event.team || conversation.info.channel != event.channel {
-            return Err(ExportError::Format {
-                format: FORMAT,
-                message: format!(
-                    "event {} of {}/{} is in the export of {}/{}",
-                    event.id,
-                    event.team,
-                    event.channel,
-                    conversation.info.team,
-                    conversation.info.channel
-                ),
-            });
-        }
+        let conversation =
+            ExportError::open_channel(FORMAT, event, self.conversation.as_ref(), |open| {
+                &open.info
+            })?;
         let at_ms = event.at_us.div_euclid(1000);
         if event.at_us.rem_euclid(1000) != 0 {
             self.n_truncated_times += 1;

@@ -253,13 +253,7 @@ impl EmlWriter {
 impl FormatWriter for EmlWriter {
     fn begin_channel(&mut self, channel: &ChannelInfo) -> Result<(), ExportError> {
         if let Some(open) = &self.channel {
-            return Err(ExportError::Format {
-                format: FORMAT,
-                message: format!(
-                    "channel {}/{} begins before {}/{} ended",
-                    channel.team, channel.channel, open.info.team, open.info.channel
-                ),
-            });
+            return Err(ExportError::channel_still_open(FORMAT, channel, &open.info));
         }
         self.channel = Some(ChannelState {
             info: channel.clone(),
@@ -273,21 +267,8 @@ impl FormatWriter for EmlWriter {
 
     fn write(&mut self, event: &ExportEvent, warnings: &mut Warnings) -> Result<(), ExportError> {
         let event = &event.event;
-        let Some(channel) = &self.channel else {
-            return Err(ExportError::Format {
-                format: FORMAT,
-                message: format!("event {} is outside a channel", event.id),
-            });
-        };
-        if channel.info.team != event.team || channel.info.channel != event.channel {
-            return Err(ExportError::Format {
-                format: FORMAT,
-                message: format!(
-                    "event {} of {}/{} is in the export of {}/{}",
-                    event.id, event.team, event.channel, channel.info.team, channel.info.channel
-                ),
-            });
-        }
+        let channel =
+            ExportError::open_channel(FORMAT, event, self.channel.as_ref(), |open| &open.info)?;
 
         self.plain.clear();
         self.html.clear();

@@ -62,6 +62,48 @@ impl ExportError {
             source,
         }
     }
+
+    /// The open channel's state of a writer handed `event`: an error when no
+    /// channel is open, or when the event belongs to another channel.
+    pub fn open_channel<'a, T>(
+        format: &'static str,
+        event: &crate::event::Event,
+        open: Option<&'a T>,
+        info: impl Fn(&T) -> &ChannelInfo,
+    ) -> Result<&'a T, ExportError> {
+        let Some(state) = open else {
+            return Err(ExportError::Format {
+                format,
+                message: format!("event {} is outside a channel", event.id),
+            });
+        };
+        let channel = info(state);
+        if channel.team != event.team || channel.channel != event.channel {
+            return Err(ExportError::Format {
+                format,
+                message: format!(
+                    "event {} of {}/{} is in the export of {}/{}",
+                    event.id, event.team, event.channel, channel.team, channel.channel
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// A writer was handed channel `next` while channel `open` was not ended.
+    pub fn channel_still_open(
+        format: &'static str,
+        next: &ChannelInfo,
+        open: &ChannelInfo,
+    ) -> ExportError {
+        ExportError::Format {
+            format,
+            message: format!(
+                "channel {}/{} begins before {}/{} ended",
+                next.team, next.channel, open.team, open.channel
+            ),
+        }
+    }
 }
 
 /// The formats a package can hold.
